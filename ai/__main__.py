@@ -1,0 +1,5 @@
+import sys
+
+from ai.cli import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""Model base class and the per-process cache.
+
+Follows Immich's machine-learning service: a small base class per model kind with ``load()`` and
+``predict()``, instances cached so a worker loads each model once per process, not once per job.
+"""
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Dict, Hashable, Tuple
+
+
+class InferenceModel(ABC):
+    """One model, loaded lazily and at most once."""
+
+    kind: str = "model"
+
+    def __init__(self, model_name: str, **options: Any) -> None:
+        self.model_name = model_name
+        self.options = options
+        self._loaded = False
+        self._load_lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> "InferenceModel":
+        with self._load_lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+        return self
+
+    def predict(self, inputs: Any, **kwargs: Any) -> Any:
+        self.load()
+        return self._predict(inputs, **kwargs)
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    @abstractmethod
+    def _predict(self, inputs: Any, **kwargs: Any) -> Any: ...
+
+    def describe(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "name": self.model_name, "loaded": self._loaded, **{
+            k: v for k, v in self.options.items() if isinstance(v, (str, int, float, bool, type(None)))}}
+
+
+class ModelCache:
+    """Process-wide cache keyed by (kind, name, options)."""
+
+    def __init__(self) -> None:
+        self._models: Dict[Tuple[Hashable, ...], InferenceModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, factory: Callable[..., InferenceModel], model_name: str, **options: Any) -> InferenceModel:
+        key = (factory, model_name, tuple(sorted(options.items())))
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                model = factory(model_name, **options)
+                self._models[key] = model
+        return model
+
+    def loaded(self) -> list[InferenceModel]:
+        with self._lock:
+            return [m for m in self._models.values() if m.loaded]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+model_cache = ModelCache()
