@@ -1,0 +1,63 @@
+"""GET /api/health and GET /api/config."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from functools import lru_cache
+
+from flask import Blueprint, jsonify
+
+from backend.app import services
+from backend.jobs import live_workers
+
+bp = Blueprint("health", __name__)
+
+
+@lru_cache(maxsize=1)
+def _ffmpeg_version() -> str | None:
+    path = shutil.which("ffmpeg")
+    if not path or not shutil.which("ffprobe"):
+        return None
+    try:
+        out = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.split("\n", 1)[0].replace("ffmpeg version ", "").split(" ")[0] or "unknown"
+
+
+def _check(fn):
+    started = time.perf_counter()
+    try:
+        detail = fn()
+        detail = detail if isinstance(detail, dict) else {}
+        return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1), **detail}
+    except Exception as exc:
+        return {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}
+
+
+@bp.get("/api/health")
+def health():
+    svc = services()
+    checks = {
+        "database": _check(svc.db.ping),
+        "redis": _check(svc.redis.ping),
+    }
+    workers = _check(lambda: {"workers": live_workers(svc)})
+    if workers["ok"]:
+        workers["count"] = len(workers["workers"])
+        workers["ok"] = workers["count"] > 0
+        if not workers["ok"]:
+            workers["error"] = "no worker is listening; start one with: python -m backend worker"
+    checks["workers"] = workers
+    version = _ffmpeg_version()
+    checks["ffmpeg"] = {"ok": True, "version": version} if version else \
+        {"ok": False, "error": "ffmpeg/ffprobe not found on PATH (apt-get install ffmpeg)"}
+    core_ok = checks["database"]["ok"] and checks["redis"]["ok"]
+    status = "ok" if all(c["ok"] for c in checks.values()) else ("degraded" if core_ok else "error")
+    return jsonify(status=status, checks=checks), 200 if core_ok else 503
+
+
+@bp.get("/api/config")
+def config():
+    return jsonify(services().settings.public())

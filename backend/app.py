@@ -1,0 +1,101 @@
+"""Flask app factory: one blueprint per resource, JSON errors with a stable shape, optional API key."""
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Optional
+
+from flask import Flask, Request, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ai.errors import InvalidMediaError
+from backend.jobs import JobError
+from backend.services import Services
+from backend.settings import Settings, get_settings
+
+
+class StreamingRequest(Request):
+    """Multipart uploads stream straight to a file under MEDIA_ROOT/tmp (same filesystem as the
+    final place, so storing them is a rename), and memory stays flat whatever the file's size."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        services: Services = current_app.extensions["parallax"]
+        path = services.storage.temp_path(".upload")
+        self.environ.setdefault("parallax.upload_paths", []).append(path)
+        return open(path, "w+b")
+
+
+def api_error(status: int, code: str, message: str, **extra):
+    body = {"error": {"code": code, "message": message, **extra}}
+    return jsonify(body), status
+
+
+def services() -> Services:
+    return current_app.extensions["parallax"]
+
+
+def create_app(settings: Optional[Settings] = None, services_: Optional[Services] = None) -> Flask:
+    settings = settings or (services_.settings if services_ else get_settings())
+    svc = services_ or Services.create(settings)
+    app = Flask("parallax", static_folder=None)
+    app.request_class = StreamingRequest
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024  # room for multipart framing
+    app.json.sort_keys = False
+    app.extensions["parallax"] = svc
+
+    from backend.api import docs, health, jobs, media, results, web
+
+    for module in (health, media, results, jobs, docs, web):
+        app.register_blueprint(module.bp)
+    try:
+        from backend.api import immich
+
+        app.register_blueprint(immich.bp)
+    except ImportError:  # the Immich blueprint arrives with the import feature
+        pass
+
+    @app.before_request
+    def require_api_key():
+        key = settings.api_key
+        if not key or not request.path.startswith("/api/") or request.path == "/api/health":
+            return None
+        given = request.headers.get("X-API-Key") or request.cookies.get("parallax_api_key") or ""
+        auth = request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not hmac.compare_digest(given.encode(), key.encode()):
+            return api_error(401, "unauthorized", "this server requires an API key (header X-API-Key)")
+        return None
+
+    @app.teardown_request
+    def remove_upload_temps(exc):
+        # Upload temp files that a handler did not move into storage (errors, rejected input).
+        for path in request.environ.get("parallax.upload_paths", []):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code == 413:
+            return api_error(413, "too_large",
+                             f"the upload is larger than the limit of {settings.max_upload_bytes // (1024 * 1024)} MB"
+                             " (MAX_UPLOAD_MB)")
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return api_error(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(InvalidMediaError)
+    def invalid_media(exc):
+        return api_error(422, "invalid_media", str(exc))
+
+    @app.errorhandler(JobError)
+    def job_error(exc: JobError):
+        return api_error(exc.status, exc.code, str(exc))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        logging.getLogger("parallax").exception("unhandled error on %s %s", request.method, request.path)
+        return api_error(500, "internal_error", "an unexpected error occurred; see the server log")
+
+    return app

@@ -1,0 +1,118 @@
+"""PostgreSQL through psycopg 3: a connection pool and versioned SQL migrations."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Iterator, Optional
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+# Any constant works; it only has to be the same in every process that migrates.
+MIGRATION_LOCK_ID = 7_231_004
+
+
+class Database:
+    """A small wrapper around a psycopg pool; rows come back as dicts."""
+
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 10) -> None:
+        self.url = url
+        self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
+                                   kwargs={"row_factory": dict_row, "autocommit": False})
+
+    def open(self, wait: bool = True, timeout: float = 10.0) -> "Database":
+        self.pool.open(wait=wait, timeout=timeout)
+        return self
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A connection in a transaction: committed on success, rolled back on error."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    def fetchone(self, sql: str, params: Any = None) -> Optional[dict]:
+        with self.connection() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def fetchall(self, sql: str, params: Any = None) -> list[dict]:
+        with self.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: Any = None) -> int:
+        with self.connection() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def ping(self) -> None:
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+
+
+def jsonb(value: Any) -> Jsonb:
+    return Jsonb(value)
+
+
+def available_migrations() -> list[tuple[str, str, str]]:
+    """(version, name, sql) for every file in backend/migrations, in order."""
+    found = []
+    for entry in resources.files("backend.migrations").iterdir():
+        match = MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((match.group(1), match.group(2), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def migrate(url: str) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction. Safe to run concurrently
+    (an advisory lock serialises migrators) and repeatedly (applied versions are recorded).
+    Returns the versions applied by this call."""
+    applied_now: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
+            for version, name, sql in available_migrations():
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                if version in done:
+                    if done[version] != checksum:
+                        log.warning("migration %s_%s changed after it was applied; not re-applied", version, name)
+                    continue
+                with conn.transaction():
+                    conn.execute(sql)
+                    conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                                 (version, name, checksum))
+                log.info("applied migration %s_%s", version, name)
+                applied_now.append(version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+    return applied_now
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database named in ``url`` if the server lacks it. Returns True if it was created."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    name = info.get("dbname")
+    if not name:
+        return False
+    admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+        return True

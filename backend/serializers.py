@@ -1,0 +1,91 @@
+"""JSON shapes of the API's resources (kept in one place so every endpoint agrees)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from backend.settings import Settings
+
+
+def _iso(value: Optional[datetime]) -> Optional[str]:
+    return value.isoformat() if value else None
+
+
+def item_json(item: dict, settings: Settings) -> dict[str, Any]:
+    immich_url = None
+    base = settings.immich_public_url or settings.immich_url
+    if item.get("immich_asset_id") and base:
+        immich_url = f"{base.rstrip('/').removesuffix('/api')}/photos/{item['immich_asset_id']}"
+    return {
+        "id": str(item["id"]),
+        "kind": item["kind"],
+        "original_filename": item["original_filename"],
+        "mime_type": item["mime_type"],
+        "size_bytes": item["size_bytes"],
+        "sha256": item["sha256"],
+        "width": item["width"],
+        "height": item["height"],
+        "duration": item["duration_s"],
+        "fps": item["fps"],
+        "frame_count": item["frame_count"],
+        "rotation": item["rotation"],
+        "has_audio": item["has_audio"],
+        "captured_at": _iso(item["captured_at"]),
+        "source": item["source"],
+        "immich_asset_id": item["immich_asset_id"],
+        "immich_url": immich_url,
+        "status": item.get("status"),
+        "created_at": _iso(item["created_at"]),
+        "original_url": f"/api/media/{item['id']}/original",
+    }
+
+
+def job_json(job: dict) -> dict[str, Any]:
+    return {
+        "id": str(job["id"]),
+        "media_id": str(job["media_id"]) if job["media_id"] else None,
+        "task": job["task"],
+        "status": job["status"],
+        "parameters": job["parameters"],
+        "progress": {"done": job["progress_done"], "total": job["progress_total"], "stage": job["stage"]},
+        "attempts": job["attempts"],
+        "max_attempts": job["max_attempts"],
+        "error": job["last_error"] if job["status"] in ("failed", "pending", "queued", "processing") else None,
+        "error_kind": job["error_kind"],
+        "skip_reason": job["skip_reason"],
+        "enable_with": job["enable_with"],
+        "timeout_s": job["timeout_s"],
+        "result": job["result"],
+        "created_at": _iso(job["created_at"]),
+        "queued_at": _iso(job["queued_at"]),
+        "started_at": _iso(job["started_at"]),
+        "finished_at": _iso(job["finished_at"]),
+        "url": f"/api/jobs/{job['id']}",
+    }
+
+
+ASSET_URLS = {
+    "depth": "/api/media/{media_id}/depth",
+    "depth_frames": "/api/media/{media_id}/depth",
+    "cutout": "/api/media/{media_id}/cutout?background={variant}",
+}
+
+
+def asset_json(asset: dict) -> dict[str, Any]:
+    url = ASSET_URLS.get(asset["kind"], "").format(media_id=asset["media_id"], variant=asset["variant"] or "transparent")
+    return {
+        "id": str(asset["id"]),
+        "media_id": str(asset["media_id"]),
+        "job_id": str(asset["job_id"]) if asset["job_id"] else None,
+        "kind": asset["kind"],
+        "variant": asset["variant"],
+        "model": asset["model"],
+        "parameters": asset["parameters"],
+        "mime_type": asset["mime_type"],
+        "size_bytes": asset["size_bytes"],
+        "width": asset["width"],
+        "height": asset["height"],
+        "metadata": asset["metadata"],
+        "created_at": _iso(asset["created_at"]),
+        "url": url or None,
+    }

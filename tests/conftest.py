@@ -1,0 +1,191 @@
+"""Shared fixtures: every test run gets its own PostgreSQL database, its own Redis database and queue,
+and its own media folder, against the real servers (started under .data/ when none answers)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def _base_urls() -> tuple[str, str]:
+    return (os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+@pytest.fixture(scope="session")
+def _servers():
+    from backend.devstack import ensure_services
+
+    db_url, redis_url = _base_urls()
+    stack = ensure_services(db_url, redis_url, ROOT / ".data" / "test-services")
+    yield db_url, redis_url
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def test_database(_servers) -> str:
+    base, _ = _servers
+    name = f"parallax_test_{RUN_ID}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    yield with_database(base, name)
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def test_redis(_servers) -> str:
+    """Claim a Redis database index nobody else is using, for this run alone."""
+    _, base = _servers
+    root = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
+    for index in range(1, 16):
+        client = Redis.from_url(f"{root}/{index}")
+        if client.set("parallax:test-claim", RUN_ID, nx=True, ex=6 * 3600):
+            if client.dbsize() == 1:
+                yield f"{root}/{index}"
+                client.flushdb()
+                return
+            client.delete("parallax:test-claim")
+    pytest.fail("no free Redis database index (1-15) for this test run")
+
+
+@pytest.fixture(scope="session")
+def base_settings(test_database, test_redis, tmp_path_factory):
+    from backend.settings import Settings
+
+    env = {
+        "DATABASE_URL": test_database, "REDIS_URL": test_redis, "QUEUE_NAME": f"parallax_test_{RUN_ID}",
+        "DATA_DIR": str(tmp_path_factory.mktemp("data")), "START_LOCAL_SERVICES": "false",
+        "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("models")),
+        "JOB_STALE_AFTER_SECONDS": "10", "JOB_MAX_ATTEMPTS": "3",
+    }
+    settings = Settings.from_env(env)
+    return dataclasses.replace(settings, media_root=Path(env["DATA_DIR"]) / "media")
+
+
+@pytest.fixture(scope="session")
+def services(base_settings):
+    from backend.services import Services
+
+    svc = Services.create(base_settings)
+    yield svc
+    svc.close()
+
+
+def _reset(services) -> None:
+    with services.db.connection() as conn:
+        conn.execute("TRUNCATE media_items, processing_jobs, derived_assets, immich_import_runs,"
+                     " immich_sync_state CASCADE")
+    claim = services.redis.get("parallax:test-claim")
+    services.redis.flushdb()
+    if claim:
+        services.redis.set("parallax:test-claim", claim, ex=6 * 3600)
+
+
+@pytest.fixture
+def make_app(services):
+    """Build the Flask app with settings overridden for one test; the database starts empty."""
+    from backend.app import create_app
+
+    _reset(services)
+
+    def build(**overrides):
+        settings = dataclasses.replace(services.settings, **overrides)
+        svc = dataclasses.replace(services, settings=settings)
+        svc.__dict__.pop("queue", None)
+        return create_app(settings, svc)
+
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class WorkerProcess:
+    """A real ``python -m backend worker`` process with the test's settings."""
+
+    def __init__(self, settings, extra_env: Optional[dict] = None) -> None:
+        self.settings = settings
+        self.extra_env = extra_env or {}
+        self.proc: Optional[subprocess.Popen] = None
+        self.log_path = Path(settings.data_dir) / f"worker-{uuid.uuid4().hex[:6]}.log"
+
+    def start(self) -> "WorkerProcess":
+        env = {**os.environ, **self.settings.as_env(), **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        env.pop("API_KEY", None)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "backend", "worker", "--reconcile-interval", "1"],
+                                     cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def start_worker(services):
+    started: list[WorkerProcess] = []
+
+    def start(settings=None, **env) -> WorkerProcess:
+        worker = WorkerProcess(settings or services.settings, {k: str(v) for k, v in env.items()}).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for_job(client, job_id: str, statuses=("completed", "failed", "cancelled", "skipped"), timeout: float = 120,
+                 worker: Optional[WorkerProcess] = None) -> dict:
+    deadline = time.monotonic() + timeout
+    job = None
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").get_json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job and job['status']} after {timeout}s"
+                         + (f"\nworker log:\n{worker.log()[-4000:]}" if worker else ""))
