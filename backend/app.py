@@ -39,7 +39,7 @@ def create_app(settings: Optional[Settings] = None, services_: Optional[Services
     svc = services_ or Services.create(settings)
     app = Flask("parallax", static_folder=None)
     app.request_class = StreamingRequest
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024  # room for multipart framing
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 64 * 1024  # room for multipart framing
     app.json.sort_keys = False
     app.extensions["parallax"] = svc
 

@@ -113,7 +113,7 @@ def enqueue(services: Services, job_ids: Iterable[Any]) -> int:
     PostgreSQL and is picked up by the next :func:`reconcile`."""
     sent = 0
     for job_id in job_ids:
-        rq_id = f"{job_id}.{uuid.uuid4().hex[:8]}"
+        rq_id = f"{job_id}_{uuid.uuid4().hex[:8]}"
         with services.db.connection() as conn:
             row = conn.execute(
                 "UPDATE processing_jobs SET status = 'queued', queued_at = now(), rq_job_id = %s,"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,6 +98,8 @@ def _reset(services) -> None:
     with services.db.connection() as conn:
         conn.execute("TRUNCATE media_items, processing_jobs, derived_assets, immich_import_runs,"
                      " immich_sync_state CASCADE")
+    shutil.rmtree(services.storage.root, ignore_errors=True)
+    services.storage.ensure()
     claim = services.redis.get("parallax:test-claim")
     services.redis.flushdb()
     if claim:

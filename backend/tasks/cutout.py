@@ -1,0 +1,64 @@
+"""Background-removal tasks: a PNG for a photo; a WebM with alpha, a ProRes MOV or an MP4 on a colour
+for a video (with its sound)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from backend.settings import Settings
+from backend.tasks.context import TaskContext
+
+VIDEO_MIME = {".webm": "video/webm", ".mp4": "video/mp4", ".mov": "video/quicktime"}
+
+
+def segmentation_model(settings: Settings, name: str):
+    from ai.config import apply_model_cache_env, get_ai_settings
+    from ai.segmentation import get_segmentation_model
+
+    apply_model_cache_env(get_ai_settings())
+    return get_segmentation_model(name)
+
+
+def _background(value: str) -> str:
+    return value if value in ("transparent", "mask", "green", "blue", "white", "black") else f"#{value.lstrip('#')}"
+
+
+def photo_cutout(ctx: TaskContext) -> dict:
+    from ai.cutout import photo_cutout as run
+
+    variant = str(ctx.param("background", "transparent")).lower().lstrip("#")
+    model_name = ctx.param("model", ctx.settings.segmentation_model)
+    ctx.progress(0, 1, "loading model", force=True)
+    model = segmentation_model(ctx.settings, model_name)
+    model.load()
+    ctx.progress(0, 1, "removing background", force=True)
+    tmp = ctx.temp_path(".png")
+    if variant in ("transparent", "mask"):
+        meta = run(ctx.source_path, tmp, model=model, output=variant)
+    else:
+        meta = run(ctx.source_path, tmp, model=model, output="transparent", background=_background(variant))
+    ctx.progress(1, 1, "saving", force=True)
+    asset = ctx.store_asset(tmp, kind="cutout", variant=variant, filename=f"cutout_{variant}.png",
+                            mime_type="image/png", model=model_name, parameters={"background": variant},
+                            width=meta.get("width"), height=meta.get("height"), metadata=meta)
+    return {"asset_id": str(asset["id"]), "background": variant}
+
+
+def video_cutout(ctx: TaskContext) -> dict:
+    from ai.cutout import cutout_video_filename, video_cutout as run
+
+    variant = str(ctx.param("background", ctx.settings.cutout_video_background)).lower().lstrip("#")
+    prores = bool(ctx.param("prores", False))
+    model_name = ctx.param("model", ctx.settings.segmentation_model)
+    ctx.progress(0, ctx.item.get("frame_count"), "loading model", force=True)
+    model = segmentation_model(ctx.settings, model_name)
+    model.load()
+    background = _background(variant)
+    filename = cutout_video_filename(background, prores=prores)
+    tmp = ctx.temp_path(Path(filename).suffix)
+    meta = run(ctx.source_path, tmp, model=model, background=background, prores=prores, progress=ctx.progress)
+    store_variant = variant + ("_prores" if prores else "")
+    asset = ctx.store_asset(tmp, kind="cutout_video", variant=store_variant, filename=filename,
+                            mime_type=VIDEO_MIME.get(Path(filename).suffix, "application/octet-stream"),
+                            model=model_name, parameters={"background": variant, "prores": prores},
+                            width=meta.get("width"), height=meta.get("height"), metadata=meta)
+    return {"asset_id": str(asset["id"]), "background": variant, "prores": prores}

@@ -1,0 +1,64 @@
+"""Depth tasks: a PNG for a photo, a ZIP of depth (and colour) frames plus a manifest for a video."""
+from __future__ import annotations
+
+from backend.settings import Settings
+from backend.tasks.context import TaskContext
+
+
+def depth_model(settings: Settings, name: str | None = None):
+    from ai.config import apply_model_cache_env, get_ai_settings
+    from ai.depth import get_depth_model
+
+    ai = get_ai_settings()
+    apply_model_cache_env(ai)
+    return get_depth_model(name or settings.depth_model, device=ai.device, precision=ai.precision,
+                           input_size=ai.depth_input_size, batch_size=ai.depth_batch_size)
+
+
+def photo_depth(ctx: TaskContext) -> dict:
+    from ai.depth import photo_depth as run
+
+    s = ctx.settings
+    model_name = ctx.param("model", s.depth_model)
+    bit_depth = int(ctx.param("bit_depth", s.depth_bit_depth))
+    polarity = ctx.param("polarity", s.depth_polarity)
+    ctx.progress(0, 1, "loading model", force=True)
+    model = depth_model(s, model_name)
+    model.load()
+    ctx.progress(0, 1, "estimating depth", force=True)
+    tmp = ctx.temp_path(".png")
+    meta = run(ctx.source_path, tmp, model=model, bit_depth=bit_depth, polarity=polarity)
+    ctx.progress(1, 1, "saving", force=True)
+    asset = ctx.store_asset(tmp, kind="depth", filename="depth.png", mime_type="image/png", model=model_name,
+                            parameters={"bit_depth": bit_depth, "polarity": polarity},
+                            width=meta.get("width"), height=meta.get("height"), metadata=meta)
+    return {"asset_id": str(asset["id"]), "width": asset["width"], "height": asset["height"], "polarity": polarity}
+
+
+def video_depth(ctx: TaskContext) -> dict:
+    from ai.depth import video_depth as run
+
+    s = ctx.settings
+    model_name = ctx.param("model", s.depth_model)
+    params = {
+        "method": ctx.param("method", s.video_frame_method),
+        "fps": float(ctx.param("fps", s.video_frame_extraction_fps)),
+        "max_frames": int(ctx.param("max_frames", s.video_max_frames)),
+        "height": int(ctx.param("height", s.video_frame_height)),
+        "include_color": bool(ctx.param("include_color", True)),
+        "polarity": ctx.param("polarity", s.depth_polarity),
+        "bit_depth": int(ctx.param("bit_depth", s.depth_bit_depth)),
+    }
+    ctx.progress(0, None, "loading model", force=True)
+    model = depth_model(s, model_name)
+    model.load()
+    tmp = ctx.temp_path(".zip")
+    manifest = run(ctx.source_path, tmp, model=model, progress=ctx.progress,
+                   source={"media_id": str(ctx.item["id"]), "filename": ctx.item["original_filename"]}, **params)
+    ctx.progress(manifest.get("frame_count", 0), manifest.get("frame_count", 0), "saving", force=True)
+    meta = {k: v for k, v in manifest.items() if k != "frames"}
+    asset = ctx.store_asset(tmp, kind="depth_frames", filename="depth_frames.zip", mime_type="application/zip",
+                            model=model_name, parameters=params, width=manifest.get("frame_width"),
+                            height=manifest.get("frame_height"), metadata=meta)
+    return {"asset_id": str(asset["id"]), "frame_count": manifest.get("frame_count"),
+            "effective_fps": manifest.get("effective_fps")}

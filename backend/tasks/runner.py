@@ -1,0 +1,130 @@
+"""The function RQ runs for every job: claim it in PostgreSQL, run its handler, record the outcome.
+
+Failures are classified: bad input and unavailable models fail at once with the reason; anything
+else is retried with exponential backoff until the job's attempts are used up.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import traceback
+from typing import Callable, Optional
+
+from rq.timeouts import JobTimeoutException
+
+from ai.errors import Cancelled, InvalidMediaError, ModelUnavailableError, PipelineError
+from backend.db import jsonb
+from backend.jobs import skip_reason, disabled_flags
+from backend.services import Services
+from backend.settings import get_settings
+from backend.tasks.context import TaskContext, worker_name
+
+log = logging.getLogger(__name__)
+
+# task name -> "module:function"; resolved lazily so importing this module loads no model code.
+HANDLERS = {
+    "depth": "backend.tasks.depth:photo_depth",
+    "video_depth": "backend.tasks.depth:video_depth",
+    "cutout": "backend.tasks.cutout:photo_cutout",
+    "video_cutout": "backend.tasks.cutout:video_cutout",
+    "immich_import": "backend.tasks.immich_import:run_import",
+}
+
+_services: Optional[Services] = None
+_services_lock = threading.Lock()
+current_job_id: Optional[str] = None  # read by the worker's heartbeat thread
+
+
+def set_services(services: Services) -> None:
+    global _services
+    _services = services
+
+
+def get_services() -> Services:
+    global _services
+    with _services_lock:
+        if _services is None:
+            _services = Services.create(get_settings(), run_migrations=False, pool_size=4)
+        return _services
+
+
+def resolve_handler(task: str) -> Callable[[TaskContext], dict]:
+    module, func = HANDLERS[task].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def backoff_seconds(attempt: int) -> int:
+    return min(15 * 2 ** max(attempt - 1, 0), 900)
+
+
+def _finish(services: Services, job_id: str, status: str, **fields) -> None:
+    sets = ", ".join(f"{k} = %s" for k in fields)
+    values = [jsonb(v) if k == "result" else v for k, v in fields.items()]
+    services.db.execute(
+        f"UPDATE processing_jobs SET status = %s, {sets + ', ' if sets else ''}finished_at = now(), updated_at = now(),"
+        " heartbeat_at = NULL WHERE id = %s AND status = 'processing'", [status, *values, job_id])
+
+
+def run_job(job_id: str) -> Optional[dict]:
+    global current_job_id
+    services = get_services()
+    settings = services.settings
+    with services.db.connection() as conn:
+        job = conn.execute(
+            "UPDATE processing_jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),"
+            " heartbeat_at = now(), worker_name = %s, stage = 'starting', last_error = CASE WHEN error_kind ="
+            " 'worker_lost' THEN last_error END, updated_at = now()"
+            " WHERE id = %s AND status IN ('pending', 'queued') RETURNING *", (worker_name(), job_id)).fetchone()
+        if job is None:  # cancelled, or already taken by another worker
+            log.info("job %s is no longer queued; nothing to do", job_id)
+            return None
+        item = conn.execute("SELECT * FROM media_items WHERE id = %s", (job["media_id"],)).fetchone() \
+            if job["media_id"] else None
+    if job["media_id"] and item is None:
+        _finish(services, job_id, "failed", last_error="the media item was deleted", error_kind="invalid_input")
+        return None
+    # Flags are read again here: one may have been turned off since the job was queued.
+    if disabled_flags(settings, job["task"]):
+        _finish(services, job_id, "skipped", skip_reason=skip_reason(settings, job["task"]),
+                enable_with=",".join(disabled_flags(settings, job["task"])))
+        return None
+
+    ctx = TaskContext(services, job, item)
+    current_job_id = job_id
+    try:
+        result = resolve_handler(job["task"])(ctx) or {}
+        services.db.execute(
+            "UPDATE processing_jobs SET status = 'completed', result = %s, stage = 'done', finished_at = now(),"
+            " progress_done = COALESCE(progress_total, GREATEST(progress_done, 1)),"
+            " progress_total = COALESCE(progress_total, GREATEST(progress_done, 1)), error_kind = NULL,"
+            " last_error = NULL, heartbeat_at = NULL, updated_at = now() WHERE id = %s AND status = 'processing'",
+            (jsonb(result), job_id))
+        return result
+    except Cancelled:
+        log.info("job %s cancelled", job_id)
+        _finish(services, job_id, "cancelled", stage="cancelled")
+    except JobTimeoutException:
+        _finish(services, job_id, "failed", error_kind="timeout",
+                last_error=f"the job took longer than its time limit of {job['timeout_s']} s and was stopped")
+    except (InvalidMediaError, ModelUnavailableError) as exc:
+        kind = "invalid_input" if isinstance(exc, InvalidMediaError) else "model_unavailable"
+        _finish(services, job_id, "failed", error_kind=kind, last_error=str(exc))
+    except Exception as exc:  # transient or unexpected: retry with backoff while attempts remain
+        retryable = not isinstance(exc, PipelineError) or exc.retryable
+        message = str(exc) or exc.__class__.__name__
+        log.error("job %s (%s) failed: %s\n%s", job_id, job["task"], message, traceback.format_exc())
+        if retryable and job["attempts"] < job["max_attempts"]:
+            delay = backoff_seconds(job["attempts"])
+            services.db.execute(
+                "UPDATE processing_jobs SET status = 'pending', run_after = now() + make_interval(secs => %s),"
+                " last_error = %s, error_kind = 'transient', stage = %s, heartbeat_at = NULL, updated_at = now()"
+                " WHERE id = %s AND status = 'processing'",
+                (delay, message, f"retrying in {delay} s (attempt {job['attempts']} of {job['max_attempts']})", job_id))
+        else:
+            _finish(services, job_id, "failed", error_kind="internal" if retryable else "invalid_input",
+                    last_error=message)
+    finally:
+        current_job_id = None
+        ctx.cleanup()
+    return None
