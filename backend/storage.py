@@ -36,9 +36,9 @@ class Storage:
             raise ValueError(f"path {rel!r} is outside the media root")
         return full
 
-    def temp_path(self, suffix: str = "") -> Path:
+    def temp_path(self, suffix: str = "", prefix: str = "") -> Path:
         self.tmp.mkdir(parents=True, exist_ok=True)
-        return self.tmp / f"{uuid.uuid4().hex}{suffix}"
+        return self.tmp / f"{prefix}{uuid.uuid4().hex}{suffix}"
 
     def place(self, tmp: Path, rel: str) -> Path:
         """Move a finished temp file to its final place atomically, replacing any older version."""

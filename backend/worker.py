@@ -49,10 +49,20 @@ class Supervisor(threading.Thread):
                 if time.monotonic() >= next_reconcile:
                     jobs.reconcile(self.services)
                     self.services.storage.sweep_temp()
+                    schedule_immich_sync(self.services)
                     next_reconcile = time.monotonic() + self.reconcile_s
             except Exception as exc:  # never let the supervisor die: log and try again
                 log.warning("supervisor: %s", exc)
                 next_reconcile = time.monotonic() + self.reconcile_s
+
+
+def schedule_immich_sync(services: Services) -> None:
+    """Start an incremental Immich import when IMMICH_SYNC_INTERVAL_MINUTES says one is due."""
+    if not services.settings.immich_sync_interval_minutes:
+        return
+    from backend.immich.importer import maybe_schedule_sync
+
+    maybe_schedule_sync(services)
 
 
 def preload_models(services: Services) -> None:

@@ -192,3 +192,19 @@ def wait_for_job(client, job_id: str, statuses=("completed", "failed", "cancelle
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} still {job and job['status']} after {timeout}s"
                          + (f"\nworker log:\n{worker.log()[-4000:]}" if worker else ""))
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_model(tmp_path_factory) -> Path:
+    """A randomly initialised Depth Anything saved like a real one (loaded through from_pretrained)."""
+    from tests.tiny_models import build_tiny_depth_model
+
+    return build_tiny_depth_model(tmp_path_factory.mktemp("tiny-depth"))
+
+
+def worker_env(tiny_depth_model: Path, **extra) -> dict:
+    """Environment for a worker that runs the tiny model fast on CPU."""
+    from tests.tiny_models import TINY_DEPTH_INPUT_SIZE
+
+    return {"DEPTH_INPUT_SIZE": TINY_DEPTH_INPUT_SIZE, "AI_DEVICE": "cpu", "AI_PRECISION": "fp32",
+            "HF_HUB_OFFLINE": "1", **extra}

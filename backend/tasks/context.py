@@ -56,9 +56,14 @@ class TaskContext:
             raise Cancelled(f"job {self.job_id} was cancelled")
 
     def temp_path(self, suffix: str) -> Path:
-        path = self.services.storage.temp_path(suffix)
+        # Named after the job, so a rerun can sweep what a killed attempt left behind.
+        path = self.services.storage.temp_path(suffix, prefix=f"job-{self.job_id}-")
         self._temps.append(path)
         return path
+
+    def sweep_previous_attempts(self) -> None:
+        for stale in self.services.storage.tmp.glob(f"job-{self.job_id}-*"):
+            stale.unlink(missing_ok=True)
 
     def cleanup(self) -> None:
         for path in self._temps:

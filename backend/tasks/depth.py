@@ -22,13 +22,9 @@ def photo_depth(ctx: TaskContext) -> dict:
     model_name = ctx.param("model", s.depth_model)
     bit_depth = int(ctx.param("bit_depth", s.depth_bit_depth))
     polarity = ctx.param("polarity", s.depth_polarity)
-    ctx.progress(0, 1, "loading model", force=True)
     model = depth_model(s, model_name)
-    model.load()
-    ctx.progress(0, 1, "estimating depth", force=True)
     tmp = ctx.temp_path(".png")
-    meta = run(ctx.source_path, tmp, model=model, bit_depth=bit_depth, polarity=polarity)
-    ctx.progress(1, 1, "saving", force=True)
+    meta = run(ctx.source_path, tmp, model=model, bit_depth=bit_depth, polarity=polarity, progress=ctx.progress)
     asset = ctx.store_asset(tmp, kind="depth", filename="depth.png", mime_type="image/png", model=model_name,
                             parameters={"bit_depth": bit_depth, "polarity": polarity},
                             width=meta.get("width"), height=meta.get("height"), metadata=meta)

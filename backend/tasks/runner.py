@@ -91,6 +91,7 @@ def run_job(job_id: str) -> Optional[dict]:
         return None
 
     ctx = TaskContext(services, job, item)
+    ctx.sweep_previous_attempts()
     current_job_id = job_id
     try:
         result = resolve_handler(job["task"])(ctx) or {}
