@@ -208,3 +208,45 @@ def worker_env(tiny_depth_model: Path, **extra) -> dict:
 
     return {"DEPTH_INPUT_SIZE": TINY_DEPTH_INPUT_SIZE, "AI_DEVICE": "cpu", "AI_PRECISION": "fp32",
             "HF_HUB_OFFLINE": "1", **extra}
+
+
+class LiveStack:
+    """The real backend served on a loopback port, with a real worker process behind it."""
+
+    def __init__(self, url: str, worker: WorkerProcess) -> None:
+        import requests
+
+        self.url = url
+        self.worker = worker
+        self.api = requests.Session()
+        self.api.request = self._prefixed(self.api.request)
+
+    def _prefixed(self, request):
+        def call(method, path, *args, **kwargs):
+            kwargs.setdefault("timeout", 30)
+            return request(method, path if path.startswith("http") else self.url + path, *args, **kwargs)
+        return call
+
+
+@pytest.fixture
+def live_stack(make_app, tiny_depth_model, start_worker, tmp_path):
+    """Backend + worker with every feature on, a tiny Depth Anything and a stand-in rembg model."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from tests.stand_in_onnx import build_stand_in_rembg_model
+
+    models = tmp_path / "models"
+    build_stand_in_rembg_model(models / "rembg", "isnet-general-use")
+    app = make_app(enable_depth=True, enable_background_removal=True, enable_experimental_video=True,
+                   depth_model=str(tiny_depth_model), model_cache_dir=models, video_frame_extraction_fps=4.0,
+                   video_frame_height=96)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    worker = start_worker(app.extensions["parallax"].settings,
+                          **worker_env(tiny_depth_model, U2NET_HOME=models / "rembg", MODEL_CHECKSUM_DISABLED="1"))
+    yield LiveStack(f"http://127.0.0.1:{server.server_port}", worker)
+    server.shutdown()
+    thread.join(5)

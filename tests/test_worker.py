@@ -184,3 +184,34 @@ def test_worker_killed_mid_job_is_recovered(depth_app, start_worker, tiny_depth_
     assert services.db.fetchone("SELECT count(*) AS n FROM derived_assets WHERE media_id = %s",
                                 (body["item"]["id"],))["n"] == 1
     assert list(services.storage.tmp.iterdir()) == []
+
+
+def test_photo_cutout_and_background_on_request(live_stack, tmp_path):
+    api = live_stack.api
+    with open(make_photo(tmp_path / "p.jpg", 96, 64), "rb") as fh:
+        body = api.post("/api/media/upload", files={"media": ("p.jpg", fh)}).json()
+    item_id = body["item"]["id"]
+    cutout_job = _job(body, "cutout")["id"]
+    deadline = time.monotonic() + 120
+    while api.get(f"/api/jobs/{cutout_job}").json()["status"] not in ("completed", "failed"):
+        assert time.monotonic() < deadline, live_stack.worker.log()[-3000:]
+        time.sleep(0.2)
+    assert api.get(f"/api/jobs/{cutout_job}").json()["status"] == "completed", live_stack.worker.log()[-3000:]
+    png = api.get(f"/api/media/{item_id}/cutout")
+    assert png.status_code == 200 and png.headers["Content-Type"] == "image/png"
+    image = Image.open(io.BytesIO(png.content))
+    assert image.mode == "RGBA" and image.size == (96, 64)
+    alpha = image.getchannel("A")
+    assert alpha.getextrema()[0] < 128 < alpha.getextrema()[1]  # some background removed, some subject kept
+
+    # A background that was not rendered yet is queued, then served.
+    queued = api.get(f"/api/media/{item_id}/cutout", params={"background": "#00ff00"})
+    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    job_id = queued.json()["job"]["id"]
+    while api.get(f"/api/jobs/{job_id}").json()["status"] not in ("completed", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    green = api.get(f"/api/media/{item_id}/cutout", params={"background": "#00ff00"})
+    assert green.status_code == 200
+    assert Image.open(io.BytesIO(green.content)).mode == "RGB"
+    assert api.get(f"/api/media/{item_id}/cutout", params={"background": "plaid"}).status_code == 400
