@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Optional
 
 from backend.db import ensure_database, migrate
 from backend.devstack import ensure_services
@@ -43,7 +42,8 @@ def run_all(settings: Settings, workers: int = 1, with_ai: bool = True) -> int:
     for n in range(workers):
         commands["worker" if workers == 1 else f"worker{n + 1}"] = [sys.executable, "-m", "backend", "worker"]
     if with_ai:
-        commands["ai"] = [sys.executable, "-m", "ai", "serve"]
+        commands["ai"] = [sys.executable, "-m", "gunicorn", "--bind", f"{settings.ai_host}:{settings.ai_port}",
+                          "--workers", "1", "--threads", "4", "--timeout", "0", "ai.wsgi:app"]
     children: dict[str, subprocess.Popen] = {}
     tty = sys.stdout.isatty()
     stopping = threading.Event()
@@ -85,14 +85,3 @@ def run_all(settings: Settings, workers: int = 1, with_ai: bool = True) -> int:
             stack.stop()
         print("stopped.", flush=True)
 
-
-def wait_for_http(url: str, timeout: float = 60) -> Optional[int]:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return requests.get(url, timeout=2).status_code
-        except requests.RequestException:
-            time.sleep(0.3)
-    return None
