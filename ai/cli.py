@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ai.config import AISettingsError, apply_model_cache_env, get_ai_settings
+from ai.errors import ModelUnavailableError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         from ai.depth import download_depth_model
         from ai.segmentation import download_segmentation_model
 
-        for name in args.depth_model or [settings.depth_model]:
-            print(f"depth model {name}: {download_depth_model(name)}")
-        for name in args.segmentation_model or [settings.segmentation_model]:
-            print(f"segmentation model {name}: {download_segmentation_model(name)}")
-        return 0
+        failed = 0
+        for kind, fetch, names in (("depth", download_depth_model, args.depth_model or [settings.depth_model]),
+                                   ("segmentation", download_segmentation_model,
+                                    args.segmentation_model or [settings.segmentation_model])):
+            for name in names:
+                try:
+                    print(f"{kind} model {name}: {fetch(name)}")
+                except ModelUnavailableError as exc:
+                    print(f"{kind} model {name}: could not be downloaded: {exc}", file=sys.stderr)
+                    failed = 1
+        return failed
     return 1
 
 

@@ -1,0 +1,188 @@
+"""Benchmark background removal: photos per second and video frames per second, per model.
+
+    .venv/bin/python bench/bench_cutout.py                         # models already in U2NET_HOME
+    .venv/bin/python bench/bench_cutout.py --model u2netp --model isnet-general-use
+    .venv/bin/python bench/bench_cutout.py --stand-in              # no real model files: stand-ins
+
+Runs the real pipelines (ai.cutout.photo_cutout / video_cutout). Without ``--model`` it tries the
+suggested models (isnet-general-use, u2netp, u2net_human_seg) that are already downloaded. With
+``--stand-in`` it builds the test suite's tiny ONNX stand-ins (same input size as the real models,
+but a 3x3 convolution instead of a deep network) in a temporary U2NET_HOME: those numbers measure
+everything except the network itself (decode, rembg pre/post-processing, smoothing, encoding)
+and are an upper bound, NOT the speed of the real models. The table says which it measured.
+
+The markdown table replaces the "## Background removal" section of docs/performance.md
+(``--no-write`` to only print it).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SUGGESTED_MODELS = ["isnet-general-use", "u2netp", "u2net_human_seg"]
+SECTION = "## Background removal"
+
+
+def cpu_description() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}, {cores} cores usable"
+
+
+def make_bench_photo(folder: Path) -> tuple[Path, str]:
+    from tests.media_factory import make_photo, shared_media
+
+    real = shared_media("photos", "portrait.jpg")
+    if real is not None:
+        return real, "photos/portrait.jpg (shared media)"
+    return make_photo(folder / "photo.jpg", width=1280, height=960), "generated 1280x960 JPEG"
+
+
+def make_bench_video(folder: Path, seconds: float) -> tuple[Path, str]:
+    from tests.media_factory import make_video
+
+    path = make_video(folder / "video.mp4", seconds=seconds, fps=30, width=640, height=360, audio=True)
+    return path, f"generated 640x360 30 fps {seconds:g} s H.264 + AAC"
+
+
+def bench_model(name: str, photo: Path, video: Path, photo_runs: int, work: Path) -> dict:
+    from ai.cutout import photo_cutout, video_cutout
+    from ai.segmentation import get_segmentation_model
+
+    model = get_segmentation_model(name)
+    started = time.perf_counter()
+    model.load()
+    load_s = time.perf_counter() - started
+    photo_cutout(photo, work / "warmup.png", model=model)  # first run pays one-off allocations
+
+    started = time.perf_counter()
+    for i in range(photo_runs):
+        photo_cutout(photo, work / f"photo{i}.png", model=model)
+    photo_s = (time.perf_counter() - started) / photo_runs
+
+    results = {"model": name, "load_s": load_s, "photo_s": photo_s, "providers": model.describe()["providers"]}
+    for label, options, out in (("webm", {}, "cutout.webm"), ("mp4", {"background": "green"}, "cutout.mp4")):
+        started = time.perf_counter()
+        meta = video_cutout(video, work / out, model=model, **options)
+        elapsed = time.perf_counter() - started
+        results[f"{label}_fps"] = meta["frames"] / elapsed
+        results["frames"] = meta["frames"]
+    return results
+
+
+def markdown(rows: list[dict], *, stand_in: bool, photo_desc: str, video_desc: str, photo_runs: int,
+             note: str | None = None) -> str:
+    import onnxruntime
+
+    lines = [SECTION, ""]
+    if stand_in:
+        lines += ["**Measured with stand-in models** (tiny ONNX graphs with the real input sizes, no deep "
+                  "network; real model files could not be downloaded on the benchmark machine). These figures "
+                  "show the pipeline's own cost (decoding, rembg pre/post-processing, smoothing, encoding), an "
+                  "upper bound on speed, not the speed of the real models. Run "
+                  "`python bench/bench_cutout.py --model NAME` after `python -m ai download-models "
+                  "--segmentation-model NAME` for real numbers.", ""]
+    lines += [f"- Machine: {cpu_description()}; onnxruntime {onnxruntime.__version__}, "
+              f"providers {', '.join(rows[0]['providers']) if rows else '-'}",
+              f"- Photo: {photo_desc}, {photo_runs} runs after a warm-up (transparent PNG, EXIF applied)",
+              f"- Video: {video_desc}, {rows[0]['frames'] if rows else '-'} frames, full resolution; "
+              "transparent WebM (VP9 + alpha, Opus) and green MP4 (H.264, AAC copied)",
+              f"- Date: {time.strftime('%Y-%m-%d')}; command: `python bench/bench_cutout.py"
+              f"{' --stand-in' if stand_in else ''}`"] + ([f"- Note: {note}"] if note else []) + ["",
+              "| model | load (s) | photo (s each) | photos/s | video fps, WebM alpha | video fps, MP4 colour |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        name = f"{r['model']} (stand-in)" if stand_in else r["model"]
+        lines.append(f"| {name} | {r['load_s']:.2f} | {r['photo_s']:.3f} | {1 / r['photo_s']:.2f} | "
+                     f"{r['webm_fps']:.1f} | {r['mp4_fps']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(doc: Path, section: str) -> None:
+    """Replace our own section of docs/performance.md (other sections belong to other benchmarks)."""
+    text = doc.read_text() if doc.exists() else "# Performance\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
+    if start is None:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        tail = "".join(lines[end:])
+        new = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", help="rembg model name (repeatable)")
+    parser.add_argument("--stand-in", action="store_true", help="use tiny stand-in models (no downloads)")
+    parser.add_argument("--photo-runs", type=int, default=5)
+    parser.add_argument("--video-seconds", type=float, default=3.0)
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--note", help="a line about the conditions (e.g. other load on the machine)")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-cutout-"))
+    if args.stand_in:
+        from tests.stand_in_onnx import build_stand_in_rembg_model
+
+        os.environ["U2NET_HOME"] = str(work / "u2net_home")
+        for name in args.model or SUGGESTED_MODELS:
+            build_stand_in_rembg_model(work / "u2net_home", name)
+    else:
+        from ai.config import apply_model_cache_env
+
+        apply_model_cache_env()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a benchmark must not start a download
+
+    from ai.segmentation import local_model_path
+
+    names = args.model or [n for n in SUGGESTED_MODELS if local_model_path(n) is not None]
+    missing = [n for n in names if local_model_path(n) is None]
+    if missing or not names:
+        print(f"models not downloaded: {', '.join(missing or SUGGESTED_MODELS)}. Run `python -m ai "
+              "download-models --segmentation-model NAME`, or pass --stand-in to measure the pipeline with "
+              "stand-in models.", file=sys.stderr)
+        return 2
+
+    photo, photo_desc = make_bench_photo(work)
+    video, video_desc = make_bench_video(work, args.video_seconds)
+    rows = []
+    load_before = os.getloadavg()[0]
+    for name in names:
+        print(f"benchmarking {name} ...", file=sys.stderr)
+        rows.append(bench_model(name, photo, video, args.photo_runs, work))
+    load = max(load_before, os.getloadavg()[0])
+    busy = (f"1-minute load average up to {load:.1f} during the run "
+            f"({'the CPU was shared with other work: expect noise of 30% or more' if load > 1.5 else 'quiet machine'})")
+    args.note = f"{busy}. {args.note}" if args.note else busy
+    table = markdown(rows, stand_in=args.stand_in, photo_desc=photo_desc, video_desc=video_desc,
+                     photo_runs=args.photo_runs, note=args.note)
+    print(table)
+    if not args.no_write:
+        write_section(args.doc, table)
+        print(f"wrote the '{SECTION}' section of {args.doc}", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
