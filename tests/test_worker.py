@@ -215,3 +215,31 @@ def test_photo_cutout_and_background_on_request(live_stack, tmp_path):
     assert green.status_code == 200
     assert Image.open(io.BytesIO(green.content)).mode == "RGB"
     assert api.get(f"/api/media/{item_id}/cutout", params={"background": "plaid"}).status_code == 400
+
+
+def _wait_done(api, job_id, worker, timeout=180):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = api.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("completed", "failed", "cancelled", "skipped"):
+            return job
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        time.sleep(0.2)
+
+
+def test_video_cutout_with_sound_through_the_worker(live_stack, tmp_path):
+    api = live_stack.api
+    video = make_video(tmp_path / "v.mp4", seconds=1, fps=5, width=96, height=64, audio=True)
+    with open(video, "rb") as fh:
+        body = api.post("/api/media/upload", files={"media": ("v.mp4", fh)}).json()
+    job = _wait_done(api, _job(body, "video_cutout")["id"], live_stack.worker)
+    assert job["status"] == "completed", job
+    assert job["progress"]["done"] == job["progress"]["total"] == 5
+    webm = api.get(f"/api/media/{body['item']['id']}/cutout")
+    assert webm.status_code == 200 and webm.headers["Content-Type"] == "video/webm"
+    out = tmp_path / "cut.webm"
+    out.write_bytes(webm.content)
+    import subprocess
+    streams = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+                              str(out)], capture_output=True, text=True).stdout.split()
+    assert streams == ["vp9", "opus"]
