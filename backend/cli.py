@@ -18,7 +18,8 @@ TERMINAL = ("completed", "failed", "cancelled", "skipped")
 def _services(settings: Settings):
     from backend.services import Services
 
-    return Services.create(settings, pool_size=2)
+    # Import downloads run in threads that each need a connection.
+    return Services.create(settings, pool_size=settings.immich_import_concurrency + 2)
 
 
 def _print_json(data) -> None:

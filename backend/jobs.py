@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 ACTIVE = ("pending", "queued", "processing")
 FINISHED = ("completed", "failed", "cancelled", "skipped")
 RUN_JOB = "backend.tasks.runner.run_job"
+IMMICH_IMPORT_TIMEOUT_S = 24 * 3600
 
 
 class JobError(Exception):
@@ -76,6 +77,8 @@ def skip_reason(settings: Settings, task: str) -> Optional[str]:
 
 def job_timeout(settings: Settings, task: str, item: Optional[dict], parameters: dict) -> int:
     """A time limit that scales with the work: a base plus a per-frame allowance for videos."""
+    if task == "immich_import":
+        return IMMICH_IMPORT_TIMEOUT_S  # a whole library; progress is recorded as it goes
     frames = 1
     if item and item.get("kind") == "video":
         if task == "video_depth":

@@ -301,6 +301,12 @@ class FakeImmich:
         asset.updated_at = self._tick()
         return asset
 
+    def set_clock(self, when: datetime) -> None:
+        """Stamp later changes from ``when`` on (the fake's clock otherwise starts at EPOCH), e.g.
+        the real time, so they fall after an import that just ran."""
+        with self._lock:
+            self._clock = when
+
     # ---------------------------------------------------------------------------------- faults
     def fail(self, operation_id: str, times: int, status: int = 500) -> None:
         """The next ``times`` requests to that operation (e.g. ``searchAssets``) get ``status``."""

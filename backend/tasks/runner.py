@@ -123,8 +123,8 @@ def run_job(job_id: str) -> Optional[dict]:
                 " WHERE id = %s AND status = 'processing'",
                 (delay, message, f"retrying in {delay} s (attempt {job['attempts']} of {job['max_attempts']})", job_id))
         else:
-            _finish(services, job_id, "failed", error_kind="internal" if retryable else "invalid_input",
-                    last_error=message)
+            kind = getattr(exc, "error_kind", None) or ("internal" if retryable else "invalid_input")
+            _finish(services, job_id, "failed", error_kind=kind, last_error=message)
     finally:
         current_job_id = None
         ctx.cleanup()

@@ -1,0 +1,115 @@
+"""Command-line Immich commands: ``immich-test``, ``immich-import``, ``immich-status``.
+
+``backend.cli`` adds them to ``python -m backend`` (``parallax``) through :func:`add_commands`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backend.settings import Settings
+
+
+def _services(settings: Settings):
+    from backend.services import Services
+
+    return Services.create(settings, pool_size=2)
+
+
+def _run_line(run: dict) -> str:
+    counts = (f"seen {run['seen']}, imported {run['imported']}, unchanged {run['unchanged']},"
+              f" skipped {run['skipped']}, failed {run['failed']}")
+    started = run["started_at"].isoformat(timespec="seconds") if run["started_at"] else "not started"
+    line = f"{run['id']}  {run['mode']:11} {run['status']:9}  {started}  {counts}"
+    return line + (f"\n    error: {run['error']}" if run["error"] else "")
+
+
+def cmd_immich_test(settings: Settings, args) -> int:
+    from backend.immich.client import ImmichError
+    from backend.immich.importer import ImmichImportError, make_client, server_label
+
+    try:
+        client = make_client(settings, timeout=(5, 15), retries=1, backoff=0.2)
+    except ImmichImportError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        with client:
+            version = ".".join(map(str, client.server_version()))
+            user = client.me()
+            stats = client.statistics()
+    except ImmichError as exc:
+        print(f"connection test failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"Immich {version} at {server_label(settings.immich_url)}: the API key works")
+    print(f"  user: {user.name} <{user.email}>" if user else "  user: (the key lacks the optional user.read permission)")
+    print(f"  assets: {stats.images} photos, {stats.videos} videos" if stats
+          else "  assets: (the key lacks the optional asset.statistics permission)")
+    return 0
+
+
+def cmd_immich_import(settings: Settings, args) -> int:
+    from backend.cli import watch
+    from backend.immich.importer import ImmichImportError, ImportAlreadyRunning, get_run, start_import
+
+    services = _services(settings)
+    try:
+        try:
+            run, job = start_import(services, mode="full" if args.full else "incremental",
+                                    album_ids=args.album or None, trigger="cli")
+        except ImmichImportError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        except ImportAlreadyRunning as exc:
+            print(f"{exc}; follow it with: parallax watch {exc.run['job_id']}", file=sys.stderr)
+            return 1
+        print(f"queued {run['mode']} import run {run['id']} (job {job['id']})")
+        if not args.wait:
+            print(f"follow it with: parallax watch {job['id']}  (a worker must be running)")
+            return 0
+        status = watch(services, str(job["id"]))
+        print(_run_line(get_run(services, run["id"])))
+        return status
+    finally:
+        services.close()
+
+
+def cmd_immich_status(settings: Settings, args) -> int:
+    from backend.immich.importer import active_run, is_configured, not_configured_message, server_label
+
+    if not is_configured(settings):
+        print(not_configured_message(settings))
+    else:
+        print(f"Immich: {server_label(settings.immich_url)}"
+              + (f" (albums {', '.join(settings.immich_album_ids)})" if settings.immich_album_ids else ""))
+    interval = settings.immich_sync_interval_minutes
+    print(f"automatic sync: every {interval} min" if interval else "automatic sync: off (IMMICH_SYNC_INTERVAL_MINUTES=0)")
+    services = _services(settings)
+    try:
+        with services.db.connection() as conn:
+            running = active_run(conn)
+            state = conn.execute("SELECT last_success_at FROM immich_sync_state WHERE id = 1").fetchone()
+            runs = conn.execute("SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s",
+                                (args.limit,)).fetchall()
+    finally:
+        services.close()
+    last = state["last_success_at"].isoformat(timespec="seconds") if state and state["last_success_at"] else "never"
+    print(f"last successful import started: {last}")
+    print(f"running: {running['id']} ({running['status']})" if running else "running: none")
+    for run in runs:
+        print(_run_line(run))
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("immich-test", help="check the Immich URL and API key")
+    p.set_defaults(func=cmd_immich_test)
+    p = subparsers.add_parser("immich-import", help="import photos and videos from Immich (a worker does the work)")
+    p.add_argument("--full", action="store_true", help="list the whole library, not only what changed since the last import")
+    p.add_argument("--album", action="append", metavar="ID", default=[],
+                   help="only assets in this album (repeatable; default IMMICH_ALBUM_IDS)")
+    p.add_argument("--wait", action="store_true", help="show a progress bar until the import ends")
+    p.set_defaults(func=cmd_immich_import)
+    p = subparsers.add_parser("immich-status", help="Immich configuration and recent imports")
+    p.add_argument("--limit", type=int, default=5, help="how many recent runs to list")
+    p.set_defaults(func=cmd_immich_status)
