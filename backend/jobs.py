@@ -186,11 +186,16 @@ def reconcile(services: Services) -> dict[str, int]:
     return counts
 
 
+def _lock_job(conn, job_id: str) -> dict:
+    job = conn.execute("SELECT * FROM processing_jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
+    if job is None:
+        raise JobError("no such job", 404, "not_found")
+    return job
+
+
 def cancel(services: Services, job_id: str) -> dict:
     with services.db.connection() as conn:
-        job = conn.execute("SELECT * FROM processing_jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
-        if job is None:
-            raise JobError("no such job", 404, "not_found")
+        job = _lock_job(conn, job_id)
         if job["status"] not in ACTIVE:
             raise JobError(f"the job is already {job['status']}; only pending, queued or processing jobs can be cancelled")
         # A running job sees the new status on its next progress report and stops.
@@ -206,9 +211,7 @@ def cancel(services: Services, job_id: str) -> dict:
 
 def retry(services: Services, job_id: str) -> dict:
     with services.db.connection() as conn:
-        job = conn.execute("SELECT * FROM processing_jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
-        if job is None:
-            raise JobError("no such job", 404, "not_found")
+        job = _lock_job(conn, job_id)
         if job["status"] not in ("failed", "cancelled"):
             raise JobError(f"the job is {job['status']}; only failed or cancelled jobs can be retried")
         if job["media_id"] and conn.execute(
