@@ -1,0 +1,26 @@
+#!/bin/sh
+# Copy three.js's ES module build (and the WebXR VR button) from node_modules into
+# backend/web/vendor/, so the running service needs neither npm nor a CDN.
+# Usage (from anywhere): sh web/scripts/vendor.sh   — runs `npm ci` first when node_modules is missing.
+# three 0.185.0 is pinned: it is the last release that ships the prebuilt *.min.js files.
+set -eu
+
+WEB_DIR=$(cd "$(dirname "$0")/.." && pwd)
+VENDOR_DIR="$(cd "$WEB_DIR/.." && pwd)/backend/web/vendor"
+THREE_DIR="$WEB_DIR/node_modules/three"
+
+if [ ! -d "$THREE_DIR" ]; then
+    (cd "$WEB_DIR" && npm ci --no-audit --no-fund)
+fi
+
+mkdir -p "$VENDOR_DIR"
+cp "$THREE_DIR/build/three.module.min.js" "$VENDOR_DIR/three.module.min.js"
+# three.module.min.js imports './three.core.min.js'; it must sit beside it.
+cp "$THREE_DIR/build/three.core.min.js" "$VENDOR_DIR/three.core.min.js"
+cp "$THREE_DIR/examples/jsm/webxr/VRButton.js" "$VENDOR_DIR/VRButton.js"
+cp "$THREE_DIR/LICENSE" "$VENDOR_DIR/THREE_LICENSE"
+
+VERSION=$(node -p "require('$THREE_DIR/package.json').version")
+printf 'three.js %s (MIT, see THREE_LICENSE), copied by web/scripts/vendor.sh from the npm package.\n' \
+    "$VERSION" > "$VENDOR_DIR/VERSION"
+echo "vendored three.js $VERSION into $VENDOR_DIR"
