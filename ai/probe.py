@@ -176,7 +176,8 @@ def probe_video(path: Path) -> Optional[MediaInfo]:
         return None
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
     if width <= 0 or height <= 0:
-        raise InvalidMediaError("the video stream has no frame size")
+        # ffprobe guesses from the name (e.g. text called .jpg read as a JPEG stream): not media.
+        return None
     rotation = stream_rotation(video)
     if rotation in (90, 270):
         width, height = height, width
@@ -210,15 +211,20 @@ def probe_video(path: Path) -> Optional[MediaInfo]:
     )
 
 
-def probe_media(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo:
-    """Classify by content. Raises InvalidMediaError with a user-facing reason."""
-    path = Path(path)
+def check_readable(path: Path) -> None:
+    """Raise InvalidMediaError for a file that cannot be read or has no bytes."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise InvalidMediaError(f"the file could not be read ({exc.strerror})") from exc
     if size == 0:
         raise InvalidMediaError("the file is empty (0 bytes)")
+
+
+def probe_media(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo:
+    """Classify by content. Raises InvalidMediaError with a user-facing reason."""
+    path = Path(path)
+    check_readable(path)
     info = probe_image(path, max_pixels=max_pixels)
     if info is not None:
         return info
