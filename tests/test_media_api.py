@@ -170,6 +170,8 @@ def test_flags_off_skip_with_reason_then_requeue_when_turned_on(make_app, servic
     assert depth["status"] == "skipped" and depth["enable_with"] == "ENABLE_DEPTH"
     assert "ENABLE_DEPTH=true" in depth["skip_reason"]
     assert services.queue.count == 0  # skipped work never reaches Redis
+    missing = client.get(f"/api/media/{body['item']['id']}/depth/manifest")
+    assert missing.status_code == 404 and "ENABLE_DEPTH=true" in missing.get_json()["error"]["message"]
 
     client_on = make_app(enable_depth=True).test_client()
     result = client_on.post("/api/jobs/requeue-skipped", json={}).get_json()
@@ -177,6 +179,8 @@ def test_flags_off_skip_with_reason_then_requeue_when_turned_on(make_app, servic
     assert "cutout" in result["still_disabled"]
     job = client_on.get(f"/api/jobs/{depth['id']}").get_json()
     assert job["status"] == "queued"
+    not_ready = client_on.get(f"/api/media/{body['item']['id']}/depth").get_json()["error"]
+    assert not_ready["code"] == "not_ready" and not_ready["job"]["status"] == "queued"
     assert services.queue.count == 1
 
 

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Optional
 
-from flask import Blueprint, Response, jsonify, request, send_file
+from flask import Blueprint, Response, abort, jsonify, make_response, request, send_file
 from PIL import Image
 from werkzeug.exceptions import BadRequest, NotFound
 
@@ -60,12 +60,18 @@ def _missing_depth(item: dict):
                      job=job_json(job))
 
 
-@bp.get("/api/media/<item_id>/depth")
-def depth(item_id: str):
+def _require_depth(item_id: str) -> tuple[dict, dict]:
+    """The item and its depth result, or stop the request with the reason there is none."""
     item = get_item_or_404(item_id)
     asset = _depth_asset(item)
     if asset is None:
-        return _missing_depth(item)
+        abort(make_response(_missing_depth(item)))
+    return item, asset
+
+
+@bp.get("/api/media/<item_id>/depth")
+def depth(item_id: str):
+    item, asset = _require_depth(item_id)
     stem = Path(item["original_filename"]).stem or "media"
     response = _send_asset(asset, f"{stem}_depth.{'png' if item['kind'] == 'photo' else 'zip'}")
     response.headers["X-Depth-Polarity"] = asset["metadata"].get("polarity", "near_dark")
@@ -74,10 +80,7 @@ def depth(item_id: str):
 
 @bp.get("/api/media/<item_id>/depth/info")
 def depth_info(item_id: str):
-    item = get_item_or_404(item_id)
-    asset = _depth_asset(item)
-    if asset is None:
-        return _missing_depth(item)
+    item, asset = _require_depth(item_id)
     return jsonify(asset_json(asset))
 
 
@@ -115,10 +118,7 @@ def _not_modified(etag: str) -> Optional[Response]:
 
 @bp.get("/api/media/<item_id>/depth/manifest")
 def manifest(item_id: str):
-    item = get_item_or_404(item_id)
-    asset = _depth_asset(item)
-    if asset is None:
-        return _missing_depth(item)
+    item, asset = _require_depth(item_id)
     etag = _etag(asset, "-manifest")
     cached = _not_modified(etag)
     if cached:
@@ -162,10 +162,7 @@ def _photo_color(item: dict) -> Path:
 @bp.get("/api/media/<item_id>/depth/frames/<int:index>")
 @bp.get("/api/media/<item_id>/depth/frames/<int:index>/<any(color):which>")
 def frame(item_id: str, index: int, which: str = "depth"):
-    item = get_item_or_404(item_id)
-    asset = _depth_asset(item)
-    if asset is None:
-        return _missing_depth(item)
+    item, asset = _require_depth(item_id)
     etag = _etag(asset, f"-{which}-{index}")
     cached = _not_modified(etag)
     if cached:
