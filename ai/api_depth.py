@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 from werkzeug.utils import secure_filename
 
-from ai.config import AISettings
+from ai.config import AISettings, parse_bool
 
 bp = Blueprint("api_depth", __name__)
 
@@ -68,15 +68,6 @@ def _height(raw: str) -> Optional[int]:
     if raw.lower() in ("source", "original", "none"):
         return None
     return _int_between(16, MAX_HEIGHT)(raw)
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
 
 
 def _upload(fields: tuple[str, ...], tmp: Path) -> Path:
@@ -161,7 +152,7 @@ def depth_of_video():
     from ai.depth import video_depth
 
     options = {**_frame_params(), **_depth_params(),
-               "include_color": _param("include_color", True, _bool, "true or false")}
+               "include_color": _param("include_color", True, parse_bool, "true or false")}
     tmp = Path(tempfile.mkdtemp(prefix="parallax-video-depth-"))
     try:
         src = _upload(("video", "file"), tmp)

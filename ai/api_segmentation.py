@@ -24,6 +24,7 @@ from typing import Any, Optional
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from werkzeug.datastructures import FileStorage
 
+from ai.config import parse_bool
 from ai.errors import Cancelled, InvalidMediaError, ModelUnavailableError, PipelineError
 
 bp = Blueprint("api_segmentation", __name__)
@@ -31,8 +32,6 @@ bp = Blueprint("api_segmentation", __name__)
 JOB_TTL_SECONDS = 3600
 _EXTENSION_KEY = "parallax_cutout_jobs"
 _MIME = {"webm": "video/webm", "mp4": "video/mp4", "mov": "video/quicktime"}
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("", "0", "false", "no", "off")
 
 
 class _BadRequest(Exception):
@@ -82,12 +81,11 @@ def _model(name: str, device: str):
 
 
 def _flag(name: str) -> bool:
-    value = (request.form.get(name) or "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise _BadRequest(f"{name} must be true or false, got {value!r}")
+    value = (request.form.get(name) or "").strip()
+    try:
+        return parse_bool(value or "false")
+    except ValueError:
+        raise _BadRequest(f"{name} must be true or false, got {value!r}") from None
 
 
 def _background(field_name: str) -> Optional[str]:

@@ -19,8 +19,30 @@ DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEFAULT_SEGMENTATION_MODEL = "isnet-general-use"
 
 
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
 class AISettingsError(ValueError):
     pass
+
+
+def parse_bool(text: str) -> bool:
+    """true/false and their usual spellings (1/0, yes/no, on/off); ValueError otherwise."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE set: no model downloads, for Hugging Face and rembg models alike."""
+    try:
+        return parse_bool(os.environ.get("HF_HUB_OFFLINE", "") or "0")
+    except ValueError:
+        return False
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:

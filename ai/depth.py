@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ai.config import DEFAULT_DEPTH_MODEL
+from ai.config import DEFAULT_DEPTH_MODEL, hub_offline
 from ai.errors import InvalidMediaError, ModelUnavailableError, TransientError
 from ai.frames import effective_fps as nominal_effective_fps
 from ai.frames import estimate_frame_total, extract_frames, probe_source_video
@@ -176,7 +176,7 @@ class DepthModel(InferenceModel):
                 processor = AutoImageProcessor.from_pretrained(source, local_files_only=True, **kwargs)
                 model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=True, **kwargs)
             except OSError as not_cached:
-                if local is not None or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+                if local is not None or hub_offline():
                     raise
                 if not hub_reachable():
                     raise ModelUnavailableError(_unavailable_message(

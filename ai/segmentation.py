@@ -11,7 +11,6 @@ A file that is already there is used as is; rembg checks the md5 only when it do
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -19,7 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from PIL import Image
 
-from ai.config import DEFAULT_SEGMENTATION_MODEL
+from ai.config import DEFAULT_SEGMENTATION_MODEL, hub_offline
 from ai.errors import ModelUnavailableError
 from ai.models import InferenceModel, model_cache
 
@@ -121,7 +120,7 @@ def local_model_path(name: str) -> Optional[Path]:
 
 def _downloads_disabled() -> bool:
     # Same switch as Hugging Face's: an offline deployment sets it once for both model kinds.
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return hub_offline()
 
 
 def _how_to_install(name: str) -> str:

@@ -13,10 +13,10 @@ from typing import Callable, Mapping, Optional, TypeVar
 
 from dotenv import load_dotenv
 
+from ai.config import DEFAULT_DEPTH_MODEL, DEFAULT_SEGMENTATION_MODEL, parse_bool
+
 T = TypeVar("T")
 
-DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
-DEFAULT_SEGMENTATION_MODEL = "isnet-general-use"
 FRAME_METHODS = ("interval", "keyframes")
 DEPTH_POLARITIES = ("near_dark", "near_bright")
 
@@ -50,14 +50,7 @@ class _Reader:
             raise SettingsError(f"{name}={value!r} is not valid: expected {accepts}") from None
 
     def bool(self, name: str, default: bool) -> bool:
-        def parse(v: str) -> bool:
-            low = v.lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(v)
-        return self._parse(name, default, parse, "true or false (also 1/0, yes/no, on/off)")
+        return self._parse(name, default, parse_bool, "true or false (also 1/0, yes/no, on/off)")
 
     def int(self, name: str, default: int, minimum: int = 0, maximum: Optional[int] = None) -> int:
         accepts = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")

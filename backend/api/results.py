@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Optional
 
 from flask import Blueprint, Response, abort, jsonify, make_response, request, send_file
-from PIL import Image
 from werkzeug.exceptions import BadRequest, NotFound
 
 from ai.probe import oriented_image
