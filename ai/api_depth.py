@@ -7,14 +7,16 @@ POST /api/video/depth    multipart ``video`` (or ``file``) -> ZIP of depth (and 
 Parameters come from the query string or form fields; a bad one is a 400 naming it. Bad media is a
 422 (InvalidMediaError, handled in ai.server). Uploads live in a temp folder removed afterwards.
 """
+
 from __future__ import annotations
 
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 from werkzeug.utils import secure_filename
@@ -45,6 +47,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
         if raw not in options:
             raise ValueError(raw)
         return raw
+
     return parse
 
 
@@ -54,6 +57,7 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
         if not low <= value <= high:
             raise ValueError(raw)
         return value
+
     return parse
 
 
@@ -64,7 +68,7 @@ def _fps(raw: str) -> float:
     return value
 
 
-def _height(raw: str) -> Optional[int]:
+def _height(raw: str) -> int | None:
     if raw.lower() in ("source", "original", "none"):
         return None
     return _int_between(16, MAX_HEIGHT)(raw)
@@ -78,8 +82,7 @@ def _upload(fields: tuple[str, ...], tmp: Path) -> Path:
             path = tmp / f"input-{name}"
             upload.save(path)
             return path
-    abort(400, description=f"missing file: send it as multipart/form-data field "
-                           f"{' or '.join(repr(f) for f in fields)}")
+    abort(400, description=f"missing file: send it as multipart/form-data field {' or '.join(repr(f) for f in fields)}")
 
 
 def _settings() -> AISettings:
@@ -90,16 +93,22 @@ def _model():
     from ai.depth import get_depth_model
 
     settings = _settings()
-    return get_depth_model(settings.depth_model, device=settings.device, precision=settings.precision,
-                           input_size=settings.depth_input_size, batch_size=settings.depth_batch_size)
+    return get_depth_model(
+        settings.depth_model,
+        device=settings.device,
+        precision=settings.precision,
+        input_size=settings.depth_input_size,
+        batch_size=settings.depth_batch_size,
+    )
 
 
 def _frame_params() -> dict[str, Any]:
     return {
         "method": _param("method", "interval", _choice(METHODS), "interval or keyframes"),
         "fps": _param("fps", 1.0, _fps, f"a number of frames per second above 0 and at most {MAX_FPS:g}"),
-        "max_frames": _param("max_frames", 30, _int_between(1, MAX_FRAMES_LIMIT),
-                             f"a whole number from 1 to {MAX_FRAMES_LIMIT}"),
+        "max_frames": _param(
+            "max_frames", 30, _int_between(1, MAX_FRAMES_LIMIT), f"a whole number from 1 to {MAX_FRAMES_LIMIT}"
+        ),
         "height": _param("height", 480, _height, f"a whole number of pixels from 16 to {MAX_HEIGHT}, or 'source'"),
     }
 
@@ -139,28 +148,42 @@ def video_frames():
     tmp = Path(tempfile.mkdtemp(prefix="parallax-frames-"))
     try:
         src = _upload(("video", "file"), tmp)
-        frames = [{"index": f.index, "time": f.time, "width": f.width, "height": f.height}
-                  for f in extract_frames(src, **options)]
+        frames = [
+            {"index": f.index, "time": f.time, "width": f.width, "height": f.height}
+            for f in extract_frames(src, **options)
+        ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return jsonify(method=options["method"], requested_fps=options["fps"] if options["method"] == "interval" else None,
-                   max_frames=options["max_frames"], frame_count=len(frames), frames=frames)
+    return jsonify(
+        method=options["method"],
+        requested_fps=options["fps"] if options["method"] == "interval" else None,
+        max_frames=options["max_frames"],
+        frame_count=len(frames),
+        frames=frames,
+    )
 
 
 @bp.post("/api/video/depth")
 def depth_of_video():
     from ai.depth import video_depth
 
-    options = {**_frame_params(), **_depth_params(),
-               "include_color": _param("include_color", True, parse_bool, "true or false")}
+    options = {
+        **_frame_params(),
+        **_depth_params(),
+        "include_color": _param("include_color", True, parse_bool, "true or false"),
+    }
     tmp = Path(tempfile.mkdtemp(prefix="parallax-video-depth-"))
     try:
         src = _upload(("video", "file"), tmp)
         dst = tmp / "depth.zip"
         original = request.files.get("video") or request.files.get("file")
-        manifest = video_depth(src, dst, model=_model(),
-                               source={"filename": secure_filename(original.filename or "") or "upload"},
-                               **options)
+        manifest = video_depth(
+            src,
+            dst,
+            model=_model(),
+            source={"filename": secure_filename(original.filename or "") or "upload"},
+            **options,
+        )
         # Stream the ZIP from an open handle and delete the folder now: the data stays readable
         # until the handle closes, and nothing is left behind even if the client goes away.
         # (Response.call_on_close does not run for send_file's pass-through file responses.)

@@ -7,6 +7,7 @@ this process (a video takes minutes on CPU, longer than an HTTP request should s
 the file, ``DELETE /remove-bg-video/<id>`` cancels a job or discards a finished one. Finished jobs and
 their files expire after ``JOB_TTL_SECONDS``.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,7 +20,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, send_file, url_for
 from werkzeug.datastructures import FileStorage
@@ -88,7 +89,7 @@ def _flag(name: str) -> bool:
         raise _BadRequest(f"{name} must be true or false, got {value!r}") from None
 
 
-def _background(field_name: str) -> Optional[str]:
+def _background(field_name: str) -> str | None:
     from ai.cutout import InvalidOptionError, parse_background
 
     value = request.form.get(field_name)
@@ -114,8 +115,13 @@ def remove_background():
         src = _save_upload(upload, Path(tmp))
         dst = Path(tmp) / "cutout.png"
         try:
-            meta = photo_cutout(src, dst, model=_model(model, current_app.config["AI_SETTINGS"].device),
-                                output=output, background=background)
+            meta = photo_cutout(
+                src,
+                dst,
+                model=_model(model, current_app.config["AI_SETTINGS"].device),
+                output=output,
+                background=background,
+            )
         except InvalidOptionError as exc:
             raise _BadRequest(str(exc))
         data = dst.read_bytes()  # read before the folder goes away
@@ -135,12 +141,12 @@ class VideoJob:
     options: dict[str, Any]
     status: str = "queued"  # queued | running | finished | failed | cancelled
     done: int = 0
-    total: Optional[int] = None
+    total: int | None = None
     stage: str = "queued"
-    error: Optional[dict[str, str]] = None
-    result: Optional[dict[str, Any]] = None
+    error: dict[str, str] | None = None
+    result: dict[str, Any] | None = None
     created_at: float = field(default_factory=time.time)
-    finished_at: Optional[float] = None
+    finished_at: float | None = None
     cancel_requested: bool = False
 
     @property
@@ -148,10 +154,16 @@ class VideoJob:
         return self.folder / self.filename
 
     def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.id, "status": self.status,
-                "progress": {"done": self.done, "total": self.total, "stage": self.stage},
-                "error": self.error, "result": self.result, "filename": self.filename,
-                "created_at": self.created_at, "finished_at": self.finished_at}
+        return {
+            "job_id": self.id,
+            "status": self.status,
+            "progress": {"done": self.done, "total": self.total, "stage": self.stage},
+            "error": self.error,
+            "result": self.result,
+            "filename": self.filename,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
 
 
 class VideoJobStore:
@@ -177,7 +189,7 @@ class VideoJobStore:
             self.jobs[job.id] = job
         self.executor.submit(self._run, job)
 
-    def get(self, job_id: str) -> Optional[VideoJob]:
+    def get(self, job_id: str) -> VideoJob | None:
         self.expire()
         with self.lock:
             return self.jobs.get(job_id)
@@ -204,7 +216,7 @@ class VideoJobStore:
             return
         job.status, job.stage = "running", "starting"
 
-        def progress(done: int, total: Optional[int], stage: str) -> None:
+        def progress(done: int, total: int | None, stage: str) -> None:
             if job.cancel_requested:
                 raise Cancelled()
             job.done, job.total, job.stage = done, total, stage
@@ -232,7 +244,7 @@ class VideoJobStore:
                 partial.unlink()
             job.source.unlink(missing_ok=True)  # the upload is not needed any more
 
-    def _finish(self, job: VideoJob, status: str, error: Optional[dict[str, str]] = None) -> None:
+    def _finish(self, job: VideoJob, status: str, error: dict[str, str] | None = None) -> None:
         job.status, job.error, job.finished_at = status, error, time.time()
         job.stage = status
 
@@ -299,13 +311,26 @@ def remove_background_video():
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    job = VideoJob(id=job_id, folder=folder, source=source, filename=filename,
-                   options={"model": model, "background": background, "prores": prores, "height": height,
-                            "device": current_app.config["AI_SETTINGS"].device})
+    job = VideoJob(
+        id=job_id,
+        folder=folder,
+        source=source,
+        filename=filename,
+        options={
+            "model": model,
+            "background": background,
+            "prores": prores,
+            "height": height,
+            "device": current_app.config["AI_SETTINGS"].device,
+        },
+    )
     store.submit(job)
-    body = {"job_id": job_id, "status": job.status,
-            "status_url": url_for("api_segmentation.video_job_status", job_id=job_id),
-            "result_url": url_for("api_segmentation.video_job_result", job_id=job_id)}
+    body = {
+        "job_id": job_id,
+        "status": job.status,
+        "status_url": url_for("api_segmentation.video_job_status", job_id=job_id),
+        "result_url": url_for("api_segmentation.video_job_result", job_id=job_id),
+    }
     return jsonify(body), 202, {"Location": body["status_url"]}
 
 
@@ -318,11 +343,13 @@ def video_job_status(job_id: str):
 def video_job_result(job_id: str):
     job = _job_or_404(job_id)
     if job.status != "finished":
-        message = (f"the job is {job.status}; the result is available once it is finished"
-                   + (f" ({job.error['message']})" if job.error else ""))
+        message = f"the job is {job.status}; the result is available once it is finished" + (
+            f" ({job.error['message']})" if job.error else ""
+        )
         return _error("not_finished", message, 409)
-    return send_file(job.result_path, mimetype=_MIME[job.filename.rsplit(".", 1)[-1]],
-                     as_attachment=True, download_name=job.filename)
+    return send_file(
+        job.result_path, mimetype=_MIME[job.filename.rsplit(".", 1)[-1]], as_attachment=True, download_name=job.filename
+    )
 
 
 @bp.delete("/remove-bg-video/<job_id>")

@@ -1,4 +1,5 @@
 """``python -m ai``: serve the AI HTTP API, or fetch models ahead of time."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     dl = sub.add_parser("download-models", help="download the configured models into MODEL_CACHE_DIR")
     dl.add_argument("--depth-model", action="append", help="model id or folder (repeatable); default DEPTH_MODEL")
-    dl.add_argument("--segmentation-model", action="append", help="rembg model name (repeatable); default SEGMENTATION_MODEL")
+    dl.add_argument(
+        "--segmentation-model", action="append", help="rembg model name (repeatable); default SEGMENTATION_MODEL"
+    )
     args = parser.parse_args(argv)
     try:
         settings = get_ai_settings()
@@ -35,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         from ai.segmentation import download_segmentation_model
 
         failed = 0
-        for kind, fetch, names in (("depth", download_depth_model, args.depth_model or [settings.depth_model]),
-                                   ("segmentation", download_segmentation_model,
-                                    args.segmentation_model or [settings.segmentation_model])):
+        for kind, fetch, names in (
+            ("depth", download_depth_model, args.depth_model or [settings.depth_model]),
+            ("segmentation", download_segmentation_model, args.segmentation_model or [settings.segmentation_model]),
+        ):
             for name in names:
                 try:
                     print(f"{kind} model {name}: {fetch(name)}")

@@ -3,13 +3,13 @@
 The backend has its own typed settings; the names shared by both (model ids, cache folder,
 device) are the same environment variables, documented once in ``.env.example``.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
 
 from dotenv import load_dotenv
 
@@ -72,7 +72,7 @@ class AISettings:
     max_upload_bytes: int
 
     @classmethod
-    def from_env(cls) -> "AISettings":
+    def from_env(cls) -> AISettings:
         load_dotenv(override=False)
         device = os.environ.get("AI_DEVICE", "auto").strip() or "auto"
         if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
@@ -99,7 +99,7 @@ def get_ai_settings() -> AISettings:
     return AISettings.from_env()
 
 
-def apply_model_cache_env(settings: Optional[AISettings] = None) -> Path:
+def apply_model_cache_env(settings: AISettings | None = None) -> Path:
     """Point Hugging Face and rembg at our model cache folder (before either is imported)."""
     settings = settings or get_ai_settings()
     cache = settings.model_cache_dir.resolve()

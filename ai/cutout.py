@@ -7,6 +7,7 @@ Video: frames are decoded by :func:`ai.frames.iter_video_frames`, segmented one 
 time (:class:`AlphaSmoother`) and piped as raw frames into one ffmpeg encoder process, which also
 takes the audio straight from the source file. Nothing is written to disk but the result.
 """
+
 from __future__ import annotations
 
 import collections
@@ -15,7 +16,7 @@ import subprocess
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 from PIL import Image
@@ -47,7 +48,7 @@ class VideoEncodeError(PipelineError):
 ModelArg = Union[str, Any]  # a model name, or a loaded model with predict(image) -> alpha HxW float
 
 
-def parse_background(value: Optional[str]) -> tuple[str, Optional[tuple[int, int, int]]]:
+def parse_background(value: str | None) -> tuple[str, tuple[int, int, int] | None]:
     """``"transparent"``/None -> ("transparent", None); a colour name or ``#rrggbb`` -> (name, (r, g, b)).
 
     Hex colours are named by their lower-case digits without ``#`` (e.g. "ff00aa"), which is what
@@ -65,7 +66,7 @@ def parse_background(value: Optional[str]) -> tuple[str, Optional[tuple[int, int
     raise InvalidOptionError(f"background {value!r} is not valid: expected {BACKGROUND_CHOICES}")
 
 
-def cutout_video_filename(background: Optional[str] = "transparent", prores: bool = False) -> str:
+def cutout_video_filename(background: str | None = "transparent", prores: bool = False) -> str:
     """File name for a video cut-out: cutout_transparent.webm, cutout_green.mp4, cutout_transparent.mov."""
     name, rgb = parse_background(background)
     if rgb is None:
@@ -108,9 +109,15 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def photo_cutout(src: Union[str, Path], dst_png: Union[str, Path], *, model: ModelArg,
-                 output: str = "transparent", background: Optional[str] = None,
-                 progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
+def photo_cutout(
+    src: str | Path,
+    dst_png: str | Path,
+    *,
+    model: ModelArg,
+    output: str = "transparent",
+    background: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
     """Remove the background of a photo and write a PNG.
 
     ``output="transparent"`` with no background: RGBA PNG. With ``background`` a colour: RGB PNG of the
@@ -157,9 +164,14 @@ def photo_cutout(src: Union[str, Path], dst_png: Union[str, Path], *, model: Mod
         _remove_quietly(dst_png)
         raise
     progress(3, 3, "done")
-    return {"width": result.width, "height": result.height, "model": _model_name(segmenter),
-            "output": output, "background": bg_name if output == "transparent" else None,
-            "coverage": round(float((alpha >= 0.5).mean()), 4)}
+    return {
+        "width": result.width,
+        "height": result.height,
+        "model": _model_name(segmenter),
+        "output": output,
+        "background": bg_name if output == "transparent" else None,
+        "coverage": round(float((alpha >= 0.5).mean()), 4),
+    }
 
 
 class AlphaSmoother:
@@ -180,7 +192,7 @@ class AlphaSmoother:
             raise InvalidOptionError(f"motion_threshold must be greater than 0, got {motion_threshold!r}")
         self.strength = float(strength)
         self.motion_threshold = float(motion_threshold)
-        self._state: Optional[np.ndarray] = None
+        self._state: np.ndarray | None = None
 
     def reset(self) -> None:
         self._state = None
@@ -226,13 +238,39 @@ def _encoder_args(kind: str, info: MediaInfo) -> tuple[list[str], list[str], lis
     """(video args, audio args, muxer args, container) for kind webm | prores | mp4."""
     if kind == "webm":
         # yuva420p: libvpx-vp9 stores alpha as a second plane (BlockAdditional in Matroska).
-        video = ["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-b:v", "0", "-crf", "32",
-                 "-deadline", "good", "-cpu-used", "4", "-row-mt", "1", "-auto-alt-ref", "0"]
+        video = [
+            "-c:v",
+            "libvpx-vp9",
+            "-pix_fmt",
+            "yuva420p",
+            "-b:v",
+            "0",
+            "-crf",
+            "32",
+            "-deadline",
+            "good",
+            "-cpu-used",
+            "4",
+            "-row-mt",
+            "1",
+            "-auto-alt-ref",
+            "0",
+        ]
         audio = ["-c:a", "libopus", "-b:a", "128k"]  # WebM carries Opus/Vorbis only
         return video, audio, [], "webm"
     if kind == "prores":
-        video = ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le",
-                 "-vendor", "apl0", "-alpha_bits", "16"]
+        video = [
+            "-c:v",
+            "prores_ks",
+            "-profile:v",
+            "4444",
+            "-pix_fmt",
+            "yuva444p10le",
+            "-vendor",
+            "apl0",
+            "-alpha_bits",
+            "16",
+        ]
         return video, ["-c:a", "pcm_s16le"], [], "mov"
     video = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "20"]
     audio = ["-c:a", "copy"] if info.audio_codec == "aac" else ["-c:a", "aac", "-b:a", "192k"]
@@ -251,9 +289,17 @@ def _even_pad(frame: np.ndarray, fill: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def video_cutout(src: Union[str, Path], dst: Union[str, Path], *, model: ModelArg,
-                 background: Optional[str] = "transparent", prores: bool = False, height: Optional[int] = None,
-                 smoothing: float = 0.6, progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
+def video_cutout(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    model: ModelArg,
+    background: str | None = "transparent",
+    prores: bool = False,
+    height: int | None = None,
+    smoothing: float = 0.6,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
     """Remove the background of every frame of a video.
 
     Transparent background: WebM (VP9 with alpha, Opus audio), or with ``prores=True`` a MOV (ProRes
@@ -292,8 +338,24 @@ def video_cutout(src: Union[str, Path], dst: Union[str, Path], *, model: ModelAr
     rate = _frame_rate(info)
     video_args, audio_args, muxer_args, container = _encoder_args(kind, info)
 
-    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", pix_in, "-s", f"{out_w}x{out_h}", "-framerate", rate, "-i", "pipe:0"]
+    cmd = [
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        pix_in,
+        "-s",
+        f"{out_w}x{out_h}",
+        "-framerate",
+        rate,
+        "-i",
+        "pipe:0",
+    ]
     if info.has_audio:
         cmd += ["-i", str(src), "-map", "0:v:0", "-map", "1:a:0"] + video_args + audio_args
     else:
@@ -315,6 +377,7 @@ def video_cutout(src: Union[str, Path], dst: Union[str, Path], *, model: ModelAr
     coverage_sum = 0.0
     finished = False
     try:
+
         def process(frame) -> None:
             nonlocal count, coverage_sum
             alpha = smoother(np.asarray(segmenter.predict(frame.image), dtype=np.float32))
@@ -360,12 +423,20 @@ def video_cutout(src: Union[str, Path], dst: Union[str, Path], *, model: ModelAr
 
     fps = float(Fraction(rate))
     progress(count, count, "done")
-    return {"width": out_w, "height": out_h, "frames": count, "fps": round(fps, 6),
-            "duration": round(count / fps, 6), "model": _model_name(segmenter), "background": bg_name,
-            "prores": bool(prores), "container": container,
-            "video_codec": {"webm": "vp9", "prores": "prores", "mp4": "h264"}[kind],
-            "has_alpha": bg_rgb is None,
-            "audio_codec": (None if not info.has_audio else
-                            {"webm": "opus", "prores": "pcm_s16le"}.get(kind, "aac")),
-            "smoothing": smoother.strength, "coverage": round(coverage_sum / max(count, 1), 4),
-            "filename": cutout_video_filename(background, prores)}
+    return {
+        "width": out_w,
+        "height": out_h,
+        "frames": count,
+        "fps": round(fps, 6),
+        "duration": round(count / fps, 6),
+        "model": _model_name(segmenter),
+        "background": bg_name,
+        "prores": bool(prores),
+        "container": container,
+        "video_codec": {"webm": "vp9", "prores": "prores", "mp4": "h264"}[kind],
+        "has_alpha": bg_rgb is None,
+        "audio_codec": (None if not info.has_audio else {"webm": "opus", "prores": "pcm_s16le"}.get(kind, "aac")),
+        "smoothing": smoother.strength,
+        "coverage": round(coverage_sum / max(count, 1), 4),
+        "filename": cutout_video_filename(background, prores),
+    }

@@ -13,6 +13,7 @@ Polarity ``near_dark`` (the default: darker is nearer) or ``near_bright``. Prepr
 the inference size, normalise with the checkpoint's own mean/std) runs in torch on the model's
 device instead of through the PIL image processor, which costs more than the small model itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,11 @@ import os
 import socket
 import threading
 import zipfile
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -76,8 +78,9 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     if device == "cuda" or device.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ModelUnavailableError(f"AI_DEVICE={device} but no CUDA GPU is available to torch; "
-                                        f"set AI_DEVICE=auto or cpu")
+            raise ModelUnavailableError(
+                f"AI_DEVICE={device} but no CUDA GPU is available to torch; set AI_DEVICE=auto or cpu"
+            )
         return device
     raise ValueError(f"device must be {DEVICES_HELP}, got {device!r}")
 
@@ -96,10 +99,10 @@ def resolve_precision(precision: str, device: str) -> str:
 
 def _looks_like_path(name: str) -> bool:
     # Hub ids are "name" or "owner/name"; anything else with a slash is a folder.
-    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
 
 
-def local_model_dir(name: str) -> Optional[Path]:
+def local_model_dir(name: str) -> Path | None:
     """The folder ``name`` refers to, or None for a hub id. Raises if a folder path does not exist."""
     candidate = Path(name).expanduser()
     if candidate.is_dir():
@@ -107,7 +110,8 @@ def local_model_dir(name: str) -> Optional[Path]:
     if _looks_like_path(name):
         raise ModelUnavailableError(
             f"the depth model folder {name!r} does not exist; set DEPTH_MODEL to a folder holding "
-            f"config.json, model.safetensors and preprocessor_config.json, or to a Hugging Face model id")
+            f"config.json, model.safetensors and preprocessor_config.json, or to a Hugging Face model id"
+        )
     return None
 
 
@@ -128,11 +132,13 @@ def hub_reachable(timeout: float = 5.0) -> bool:
 
 
 def _unavailable_message(name: str, exc: BaseException) -> str:
-    return (f"the depth model {name!r} is not available on this machine and could not be downloaded "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}). "
-            f"Run `python -m ai download-models` on a machine with internet access (it fills "
-            f"MODEL_CACHE_DIR, which you can then copy here), or set DEPTH_MODEL to a local folder "
-            f"holding the model")
+    return (
+        f"the depth model {name!r} is not available on this machine and could not be downloaded "
+        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}). "
+        f"Run `python -m ai download-models` on a machine with internet access (it fills "
+        f"MODEL_CACHE_DIR, which you can then copy here), or set DEPTH_MODEL to a local folder "
+        f"holding the model"
+    )
 
 
 class DepthModel(InferenceModel):
@@ -151,8 +157,8 @@ class DepthModel(InferenceModel):
         options.setdefault("input_size", 518)
         options.setdefault("batch_size", 4)
         super().__init__(model_name, **options)
-        self.device: Optional[str] = None
-        self.precision: Optional[str] = None
+        self.device: str | None = None
+        self.precision: str | None = None
         self.multiple = 14
         self.mean = IMAGENET_MEAN
         self.std = IMAGENET_STD
@@ -179,8 +185,10 @@ class DepthModel(InferenceModel):
                 if local is not None or hub_offline():
                     raise
                 if not hub_reachable():
-                    raise ModelUnavailableError(_unavailable_message(
-                        self.model_name, OSError("not in the local cache and huggingface.co is unreachable"))
+                    raise ModelUnavailableError(
+                        _unavailable_message(
+                            self.model_name, OSError("not in the local cache and huggingface.co is unreachable")
+                        )
                     ) from not_cached
                 processor = AutoImageProcessor.from_pretrained(source, **kwargs)
                 model = AutoModelForDepthEstimation.from_pretrained(source, **kwargs)
@@ -190,12 +198,16 @@ class DepthModel(InferenceModel):
             if local is not None:
                 raise ModelUnavailableError(
                     f"the folder {str(local)!r} does not hold a loadable depth model ({exc}); it needs "
-                    f"config.json, model.safetensors and preprocessor_config.json") from exc
+                    f"config.json, model.safetensors and preprocessor_config.json"
+                ) from exc
             raise ModelUnavailableError(_unavailable_message(self.model_name, exc)) from exc
         self.mean = tuple(getattr(processor, "image_mean", None) or IMAGENET_MEAN)
         self.std = tuple(getattr(processor, "image_std", None) or IMAGENET_STD)
-        self.multiple = int(getattr(processor, "ensure_multiple_of", None) or
-                            getattr(getattr(model.config, "backbone_config", None), "patch_size", 14) or 14)
+        self.multiple = int(
+            getattr(processor, "ensure_multiple_of", None)
+            or getattr(getattr(model.config, "backbone_config", None), "patch_size", 14)
+            or 14
+        )
         self.keep_aspect_ratio = bool(getattr(processor, "keep_aspect_ratio", True))
         model.eval().to(device)
         self._model = model
@@ -212,7 +224,7 @@ class DepthModel(InferenceModel):
         self.precision = precision
 
     # -- inference ----------------------------------------------------------------------------
-    def inference_size(self, height: int, width: int, input_size: Optional[int] = None) -> tuple[int, int]:
+    def inference_size(self, height: int, width: int, input_size: int | None = None) -> tuple[int, int]:
         """(h, w) fed to the model, exactly as the checkpoint's DPT processor computes it
         (keep_aspect_ratio, ensure_multiple_of=14): of the two scales that would bring height or
         width to ``input_size``, the one closer to 1 is used for both sides. For frames larger
@@ -233,10 +245,10 @@ class DepthModel(InferenceModel):
 
         return constrain(scale_h * height), constrain(scale_w * width)
 
-    def _predict(self, images: Sequence[Any], input_size: Optional[int] = None) -> list[np.ndarray]:
+    def _predict(self, images: Sequence[Any], input_size: int | None = None) -> list[np.ndarray]:
         """Relative inverse depth (float32, larger = nearer) for each image, at its own HxW."""
         arrays = [_as_rgb_array(image) for image in images]
-        results: list[Optional[np.ndarray]] = [None] * len(arrays)
+        results: list[np.ndarray | None] = [None] * len(arrays)
         # Batch images of one size together (every frame of a video has the same size).
         groups: dict[tuple[int, int], list[int]] = {}
         for i, array in enumerate(arrays):
@@ -244,13 +256,13 @@ class DepthModel(InferenceModel):
         batch_size = max(1, int(self.options["batch_size"]))
         for (height, width), indices in groups.items():
             for start in range(0, len(indices), batch_size):
-                chunk = indices[start:start + batch_size]
+                chunk = indices[start : start + batch_size]
                 depths = self._forward_batch([arrays[i] for i in chunk], height, width, input_size)
                 for i, depth in zip(chunk, depths):
                     results[i] = depth
         return results  # type: ignore[return-value]
 
-    def preprocess(self, arrays: list[np.ndarray], input_size: Optional[int] = None):
+    def preprocess(self, arrays: list[np.ndarray], input_size: int | None = None):
         """uint8 HxWx3 arrays -> normalised pixel_values on the model's device and dtype."""
         import torch
         import torch.nn.functional as F
@@ -260,14 +272,16 @@ class DepthModel(InferenceModel):
         batch = torch.from_numpy(np.stack(arrays)).to(self.device, non_blocking=True)
         batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
         if (height, width) != target:
-            batch = F.interpolate(batch, size=target, mode="bicubic", align_corners=False,
-                                  antialias=target[0] < height).clamp_(0.0, 1.0)
+            batch = F.interpolate(
+                batch, size=target, mode="bicubic", align_corners=False, antialias=target[0] < height
+            ).clamp_(0.0, 1.0)
         mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1)
         return ((batch - mean) / std).to(self.dtype)
 
-    def _forward_batch(self, arrays: list[np.ndarray], height: int, width: int,
-                       input_size: Optional[int]) -> list[np.ndarray]:
+    def _forward_batch(
+        self, arrays: list[np.ndarray], height: int, width: int, input_size: int | None
+    ) -> list[np.ndarray]:
         import torch
         import torch.nn.functional as F
 
@@ -286,16 +300,19 @@ class DepthModel(InferenceModel):
                         log.warning("depth model failed in %s (%s); falling back to fp32", self.precision, exc)
                         self._set_precision("fp32")
                         predicted = self._model(pixel_values=pixel_values.float()).predicted_depth
-                    depth = F.interpolate(predicted.float().unsqueeze(1), size=(height, width),
-                                          mode="bicubic", align_corners=False).squeeze(1)
-                    return [d for d in depth.cpu().numpy().astype(np.float32, copy=False)]
+                    depth = F.interpolate(
+                        predicted.float().unsqueeze(1), size=(height, width), mode="bicubic", align_corners=False
+                    ).squeeze(1)
+                    return list(depth.cpu().numpy().astype(np.float32, copy=False))
             except torch.cuda.OutOfMemoryError as exc:
                 torch.cuda.empty_cache()
-                raise TransientError("the GPU ran out of memory; lower DEPTH_BATCH_SIZE or DEPTH_INPUT_SIZE "
-                                     "or free the GPU, then retry") from exc
+                raise TransientError(
+                    "the GPU ran out of memory; lower DEPTH_BATCH_SIZE or DEPTH_INPUT_SIZE or free the GPU, then retry"
+                ) from exc
             except MemoryError as exc:
-                raise TransientError("out of memory while computing depth; retry or lower "
-                                     "DEPTH_INPUT_SIZE / DEPTH_BATCH_SIZE") from exc
+                raise TransientError(
+                    "out of memory while computing depth; retry or lower DEPTH_INPUT_SIZE / DEPTH_BATCH_SIZE"
+                ) from exc
 
     def forward_only(self, pixel_values) -> Any:
         """The bare model forward (for benchmarks: the time the pipeline cannot avoid)."""
@@ -324,17 +341,27 @@ def _as_rgb_array(image: Any) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def get_depth_model(name: str = DEFAULT_DEPTH_MODEL, device: str = "auto", precision: str = "auto",
-                    input_size: int = 518, batch_size: int = 4, cache_dir: Optional[str] = None) -> DepthModel:
+def get_depth_model(
+    name: str = DEFAULT_DEPTH_MODEL,
+    device: str = "auto",
+    precision: str = "auto",
+    input_size: int = 518,
+    batch_size: int = 4,
+    cache_dir: str | None = None,
+) -> DepthModel:
     """The process-wide DepthModel for these options (loaded on first use, then reused)."""
-    options: dict[str, Any] = {"device": device, "precision": precision, "input_size": int(input_size),
-                               "batch_size": int(batch_size)}
+    options: dict[str, Any] = {
+        "device": device,
+        "precision": precision,
+        "input_size": int(input_size),
+        "batch_size": int(batch_size),
+    }
     if cache_dir:
         options["cache_dir"] = str(cache_dir)
     return model_cache.get(DepthModel, name, **options)  # type: ignore[return-value]
 
 
-def download_depth_model(name: str = DEFAULT_DEPTH_MODEL, cache_dir: Optional[str] = None) -> str:
+def download_depth_model(name: str = DEFAULT_DEPTH_MODEL, cache_dir: str | None = None) -> str:
     """Fetch a hub model into the Hugging Face cache (HF_HOME / MODEL_CACHE_DIR); return its folder.
 
     A local folder is returned as it is. Raises ModelUnavailableError when it cannot be fetched.
@@ -350,7 +377,8 @@ def download_depth_model(name: str = DEFAULT_DEPTH_MODEL, cache_dir: Optional[st
         raise ModelUnavailableError(
             f"could not download the depth model {name!r} ({type(exc).__name__}: {str(exc)[:200]}); check "
             f"the model id and this machine's access to huggingface.co, or copy a downloaded "
-            f"MODEL_CACHE_DIR from a machine that has it") from exc
+            f"MODEL_CACHE_DIR from a machine that has it"
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,8 +435,8 @@ class RunningDepthNormalizer:
         self.low_percentile = low_percentile
         self.high_percentile = high_percentile
         self.momentum = momentum
-        self.low: Optional[float] = None
-        self.high: Optional[float] = None
+        self.low: float | None = None
+        self.high: float | None = None
 
     def __call__(self, depth: np.ndarray) -> np.ndarray:
         """Normalise one frame's raw depth to 0..1 (1 = nearest) and update the running range."""
@@ -418,8 +446,9 @@ class RunningDepthNormalizer:
         else:
             # Percentiles on a subsample: the same answer for a smooth depth map, far cheaper.
             step = max(1, finite.size // 65536)
-            frame_low, frame_high = (float(v) for v in np.percentile(
-                finite[::step], [self.low_percentile, self.high_percentile]))
+            frame_low, frame_high = (
+                float(v) for v in np.percentile(finite[::step], [self.low_percentile, self.high_percentile])
+            )
         if self.low is None or self.high is None:
             self.low, self.high = frame_low, frame_high
         else:
@@ -429,10 +458,14 @@ class RunningDepthNormalizer:
         return _scale(depth, self.low, self.high)
 
     def describe(self) -> dict[str, Any]:
-        return {"method": "running-percentile", "low_percentile": self.low_percentile,
-                "high_percentile": self.high_percentile, "momentum": self.momentum,
-                "note": "per frame, raw values are mapped from [low, high] of an exponential moving "
-                        "average of each frame's percentiles; values outside are clipped"}
+        return {
+            "method": "running-percentile",
+            "low_percentile": self.low_percentile,
+            "high_percentile": self.high_percentile,
+            "momentum": self.momentum,
+            "note": "per frame, raw values are mapped from [low, high] of an exponential moving "
+            "average of each frame's percentiles; values outside are clipped",
+        }
 
 
 def encode_depth(normalized: np.ndarray, bit_depth: int = 8, polarity: str = "near_dark") -> Image.Image:
@@ -472,9 +505,16 @@ def _remove_quietly(path: Path) -> None:
 # Pipelines
 
 
-def photo_depth(src: Path | str, dst_png: Path | str, *, model: DepthModel, bit_depth: int = 8,
-                polarity: str = "near_dark", input_size: Optional[int] = None,
-                progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
+def photo_depth(
+    src: Path | str,
+    dst_png: Path | str,
+    *,
+    model: DepthModel,
+    bit_depth: int = 8,
+    polarity: str = "near_dark",
+    input_size: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
     """Depth map of a photo as a grayscale PNG at the photo's displayed (EXIF-oriented) size."""
     bit_depth = _check_bit_depth(bit_depth)
     _check_polarity(polarity)
@@ -498,18 +538,36 @@ def photo_depth(src: Path | str, dst_png: Path | str, *, model: DepthModel, bit_
     except BaseException:
         _remove_quietly(dst_png)
         raise
-    return {"width": image.width, "height": image.height, "bit_depth": bit_depth, "polarity": polarity,
-            "model": model.model_name, "normalization": normalization,
-            "raw_min": normalization["min"], "raw_max": normalization["max"],
-            "inference_size": list(model.inference_size(image.height, image.width, input_size))}
+    return {
+        "width": image.width,
+        "height": image.height,
+        "bit_depth": bit_depth,
+        "polarity": polarity,
+        "model": model.model_name,
+        "normalization": normalization,
+        "raw_min": normalization["min"],
+        "raw_max": normalization["max"],
+        "inference_size": list(model.inference_size(image.height, image.width, input_size)),
+    }
 
 
-def video_depth(src: Path | str, dst_zip: Path | str, *, model: DepthModel, method: str = "interval",
-                fps: float = 1.0, max_frames: Optional[int] = 30, height: Optional[int] = 480,
-                include_color: bool = True, polarity: str = "near_dark", bit_depth: int = 8,
-                source: Optional[dict[str, Any]] = None, input_size: Optional[int] = None,
-                normalizer: Optional[RunningDepthNormalizer] = None,
-                progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
+def video_depth(
+    src: Path | str,
+    dst_zip: Path | str,
+    *,
+    model: DepthModel,
+    method: str = "interval",
+    fps: float = 1.0,
+    max_frames: int | None = 30,
+    height: int | None = 480,
+    include_color: bool = True,
+    polarity: str = "near_dark",
+    bit_depth: int = 8,
+    source: dict[str, Any] | None = None,
+    input_size: int | None = None,
+    normalizer: RunningDepthNormalizer | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
     """Depth maps of frames sampled from a video, written into a ZIP with a manifest.
 
     The ZIP holds ``depth_frame_0001.png``..., ``color_frame_0001.jpg``... (with include_color)
@@ -530,7 +588,7 @@ def video_depth(src: Path | str, dst_zip: Path | str, *, model: DepthModel, meth
     normalizer = normalizer or RunningDepthNormalizer()
     batch_size = max(1, int(model.options.get("batch_size", 4)))
     entries: list[dict[str, Any]] = []
-    frame_size: Optional[tuple[int, int]] = None
+    frame_size: tuple[int, int] | None = None
     dst_zip.parent.mkdir(parents=True, exist_ok=True)
     # PNG/JPEG encoding and zip writing run on one writer thread, overlapping the next inference;
     # at most two batches wait for it (bounded memory).
@@ -556,8 +614,12 @@ def video_depth(src: Path | str, dst_zip: Path | str, *, model: DepthModel, meth
                     normalized = normalizer(depth)
                     images.append(encode_depth(normalized, bit_depth, polarity))
                     name = f"{frame.index:0{digits}d}"
-                    entry = {"index": frame.index, "time": frame.time, "depth": f"depth_frame_{name}.png",
-                             "raw_range": [normalizer.low, normalizer.high]}
+                    entry = {
+                        "index": frame.index,
+                        "time": frame.time,
+                        "depth": f"depth_frame_{name}.png",
+                        "raw_range": [normalizer.low, normalizer.high],
+                    }
                     if include_color:
                         entry["color"] = f"color_frame_{name}.jpg"
                     entries.append(entry)
@@ -593,11 +655,15 @@ def video_depth(src: Path | str, dst_zip: Path | str, *, model: DepthModel, meth
                 "bit_depth": bit_depth,
                 "normalization": normalizer.describe(),
                 "inference_size": list(model.inference_size(frame_size[1], frame_size[0], input_size))
-                if frame_size else None,
+                if frame_size
+                else None,
                 "frames": entries,
             }
-            archive.writestr(zipfile.ZipInfo("manifest.json", date_time=(1980, 1, 1, 0, 0, 0)),
-                             json.dumps(manifest, indent=2), compress_type=zipfile.ZIP_DEFLATED)
+            archive.writestr(
+                zipfile.ZipInfo("manifest.json", date_time=(1980, 1, 1, 0, 0, 0)),
+                json.dumps(manifest, indent=2),
+                compress_type=zipfile.ZIP_DEFLATED,
+            )
         finally:
             # The writer must be idle before the archive closes (or is abandoned on error).
             writer.shutdown(wait=True, cancel_futures=True)
@@ -610,7 +676,7 @@ def video_depth(src: Path | str, dst_zip: Path | str, *, model: DepthModel, meth
     return manifest
 
 
-def _effective_fps(info, method: str, fps: float, entries: list[dict[str, Any]]) -> Optional[float]:
+def _effective_fps(info, method: str, fps: float, entries: list[dict[str, Any]]) -> float | None:
     if method == "interval":
         value = nominal_effective_fps(info, method, fps)
         return round(value, 6) if value else None

@@ -9,6 +9,7 @@ parses from stderr. ``-copyts`` keeps the source timestamps, so the times are th
 ffmpeg applies rotation metadata itself (autorotate), so frames come out upright and the frame
 size is the displayed orientation that :func:`ai.probe.probe_video` reports.
 """
+
 from __future__ import annotations
 
 import collections
@@ -17,9 +18,9 @@ import queue
 import re
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 import ffmpeg
 import numpy as np
@@ -37,8 +38,11 @@ _TIME_BASE = re.compile(rb"config in time_base:\s*(\d+)/(\d+)")
 # Containers we refuse even though ffprobe "recognises" them: text shown as ANSI art, still images.
 _NOT_VIDEO_FORMATS = {"tty", "image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe"}
 # What ffmpeg's demuxers say when a file stops before its declared end (it still exits 0).
-_TRUNCATED = re.compile(rb"File ended prematurely|partial file|Truncating packet|Packet corrupt|"
-                        rb"moov atom not found|End of file while parsing", re.I)
+_TRUNCATED = re.compile(
+    rb"File ended prematurely|partial file|Truncating packet|Packet corrupt|"
+    rb"moov atom not found|End of file while parsing",
+    re.I,
+)
 _STDERR_TAIL_LINES = 40
 _TIME_WAIT_SECONDS = 60.0
 
@@ -65,8 +69,9 @@ def probe_source_video(path: Path | str) -> MediaInfo:
     info = probe_video(path)
     if info is None:
         detail = _ffprobe_error(path)
-        raise InvalidMediaError("the file is not a video, or it is damaged"
-                                + (f" (ffprobe: {detail})" if detail else ""))
+        raise InvalidMediaError(
+            "the file is not a video, or it is damaged" + (f" (ffprobe: {detail})" if detail else "")
+        )
     if info.format in _NOT_VIDEO_FORMATS or info.video_codec in ("ansi",):
         raise InvalidMediaError(f"the file is not a video (it was read as {info.format})")
     return info
@@ -78,12 +83,14 @@ def _ffprobe_error(path: Path) -> str:
         proc = subprocess.run(["ffprobe", "-v", "error", "-i", str(path)], capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return ""
-    lines = [re.sub(r"^\[[^\]]+\]\s*", "", l).replace(str(path) + ": ", "").strip()
-             for l in proc.stderr.decode("utf-8", "replace").splitlines()]
+    lines = [
+        re.sub(r"^\[[^\]]+\]\s*", "", l).replace(str(path) + ": ", "").strip()
+        for l in proc.stderr.decode("utf-8", "replace").splitlines()
+    ]
     return "; ".join(dict.fromkeys(l for l in lines if l))[:300]
 
 
-def output_size(info: MediaInfo, height: Optional[int]) -> tuple[int, int]:
+def output_size(info: MediaInfo, height: int | None) -> tuple[int, int]:
     """(width, height) of extracted frames: ``height`` keeps the aspect, width even; never upscale."""
     src_w, src_h = info.width, info.height
     if height is None or height >= src_h:
@@ -94,8 +101,9 @@ def output_size(info: MediaInfo, height: Optional[int]) -> tuple[int, int]:
     return width, int(height)
 
 
-def estimate_frame_total(info: MediaInfo, method: str = "all", fps: float = 1.0,
-                         max_frames: Optional[int] = None) -> Optional[int]:
+def estimate_frame_total(
+    info: MediaInfo, method: str = "all", fps: float = 1.0, max_frames: int | None = None
+) -> int | None:
     """How many frames a run will yield, when the container says enough to know; else None."""
     if method == "interval":
         if info.duration is None:
@@ -115,7 +123,7 @@ def estimate_frame_total(info: MediaInfo, method: str = "all", fps: float = 1.0,
     return None  # key frames: unknown without reading the whole file
 
 
-def effective_fps(info: MediaInfo, method: str, fps: float) -> Optional[float]:
+def effective_fps(info: MediaInfo, method: str, fps: float) -> float | None:
     """Frames per second of source time that an extraction yields (None for key frames)."""
     if method == "interval":
         return min(fps, info.fps) if info.fps else fps
@@ -132,10 +140,10 @@ class _StderrReader(threading.Thread):
         self.stream = stream
         # Naturally bounded: showinfo logs a frame just before ffmpeg writes it to the stdout pipe,
         # and ffmpeg blocks once that pipe is full, so it runs at most a few frames ahead.
-        self.times: "queue.Queue[Optional[float]]" = queue.Queue()
+        self.times: queue.Queue[float | None] = queue.Queue()
         self.tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
-        self.time_base: Optional[tuple[int, int]] = None
-        self.truncation: Optional[str] = None  # ffmpeg's words when the file ends early
+        self.time_base: tuple[int, int] | None = None
+        self.truncation: str | None = None  # ffmpeg's words when the file ends early
 
     def run(self) -> None:
         try:
@@ -168,18 +176,40 @@ class _StderrReader(threading.Thread):
 
     def reason(self) -> str:
         """The most telling ffmpeg error line, for a user-facing message."""
-        lines = [l for l in self.tail if not l.startswith(("Input #", "Output #", "Stream #", "Stream mapping",
-                                                            "Press [q]", "Metadata:", "Duration:"))]
-        errors = [l for l in lines if re.search(r"error|invalid|corrupt|truncat|not found|no such|moov|"
-                                                r"could not|failed|unsupported|missing", l, re.I)]
+        lines = [
+            l
+            for l in self.tail
+            if not l.startswith(
+                ("Input #", "Output #", "Stream #", "Stream mapping", "Press [q]", "Metadata:", "Duration:")
+            )
+        ]
+        errors = [
+            l
+            for l in lines
+            if re.search(
+                r"error|invalid|corrupt|truncat|not found|no such|moov|"
+                r"could not|failed|unsupported|missing",
+                l,
+                re.I,
+            )
+        ]
         chosen = errors[-3:] if errors else lines[-2:]
         text = "; ".join(re.sub(r"^\[[^\]]+\]\s*", "", l) for l in chosen)
         return text[:400] or "ffmpeg gave no reason"
 
 
-def _run_ffmpeg(path: Path, info: MediaInfo, *, video_filters: list[tuple[str, tuple]], size: tuple[int, int],
-                input_options: dict, max_frames: Optional[int], total: Optional[int], stage: str,
-                progress: ProgressCallback) -> Iterator[Frame]:
+def _run_ffmpeg(
+    path: Path,
+    info: MediaInfo,
+    *,
+    video_filters: list[tuple[str, tuple]],
+    size: tuple[int, int],
+    input_options: dict,
+    max_frames: int | None,
+    total: int | None,
+    stage: str,
+    progress: ProgressCallback,
+) -> Iterator[Frame]:
     width, height = size
     stream = ffmpeg.input(str(path), copyts=None, **input_options).video
     for name, args in video_filters:
@@ -190,12 +220,15 @@ def _run_ffmpeg(path: Path, info: MediaInfo, *, video_filters: list[tuple[str, t
     output_options = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
     if max_frames:
         output_options["frames:v"] = int(max_frames)
-    cmd = (ffmpeg.output(stream, "pipe:1", **output_options)
-           .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "info")
-           .compile())
+    cmd = (
+        ffmpeg.output(stream, "pipe:1", **output_options)
+        .global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "info")
+        .compile()
+    )
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                bufsize=0)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+        )
     except FileNotFoundError as exc:
         raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
     reader = _StderrReader(proc.stderr)
@@ -230,8 +263,9 @@ def _run_ffmpeg(path: Path, info: MediaInfo, *, video_filters: list[tuple[str, t
         if count == 0:
             raise InvalidMediaError(f"no frames could be decoded from the video ({reader.reason()})")
         if reader.truncation:
-            raise InvalidMediaError(f"the video file is truncated: it ends before its declared length "
-                                    f"(ffmpeg: {reader.truncation})")
+            raise InvalidMediaError(
+                f"the video file is truncated: it ends before its declared length (ffmpeg: {reader.truncation})"
+            )
     finally:
         if not finished:  # consumer stopped early, or an error: do not leave ffmpeg running
             if proc.poll() is None:
@@ -278,8 +312,14 @@ def _check_positive(name: str, value, kind=float):
     return number
 
 
-def extract_frames(path: Path | str, method: str = "interval", fps: float = 1.0, max_frames: Optional[int] = 30,
-                   height: Optional[int] = 480, progress: Optional[ProgressCallback] = None) -> Iterator[Frame]:
+def extract_frames(
+    path: Path | str,
+    method: str = "interval",
+    fps: float = 1.0,
+    max_frames: int | None = 30,
+    height: int | None = 480,
+    progress: ProgressCallback | None = None,
+) -> Iterator[Frame]:
     """Frames sampled from a video, streamed one at a time.
 
     ``method="interval"``: the source frame shown at (or nearest to) times 0, 1/fps, 2/fps, ...
@@ -312,12 +352,22 @@ def extract_frames(path: Path | str, method: str = "interval", fps: float = 1.0,
     total = estimate_frame_total(info, method, fps or 1.0, max_frames)
     if method == "keyframes":
         total = None
-    yield from _run_ffmpeg(path, info, video_filters=filters, size=size, input_options=input_options,
-                           max_frames=max_frames, total=total, stage="extracting frame", progress=progress)
+    yield from _run_ffmpeg(
+        path,
+        info,
+        video_filters=filters,
+        size=size,
+        input_options=input_options,
+        max_frames=max_frames,
+        total=total,
+        stage="extracting frame",
+        progress=progress,
+    )
 
 
-def iter_video_frames(path: Path | str, height: Optional[int] = None,
-                      progress: Optional[ProgressCallback] = None) -> Iterator[Frame]:
+def iter_video_frames(
+    path: Path | str, height: int | None = None, progress: ProgressCallback | None = None
+) -> Iterator[Frame]:
     """Every frame of a video at its source rate, upright, with its presentation time.
 
     ``progress`` gets the container's frame count as total (or an estimate from duration x fps,
@@ -327,6 +377,14 @@ def iter_video_frames(path: Path | str, height: Optional[int] = None,
     path = Path(path)
     info = probe_source_video(path)
     size = output_size(info, height)
-    yield from _run_ffmpeg(path, info, video_filters=[], size=size, input_options={}, max_frames=None,
-                           total=estimate_frame_total(info, "all"), stage="decoding frame",
-                           progress=progress or no_progress)
+    yield from _run_ffmpeg(
+        path,
+        info,
+        video_filters=[],
+        size=size,
+        input_options={},
+        max_frames=None,
+        total=estimate_frame_total(info, "all"),
+        stage="decoding frame",
+        progress=progress or no_progress,
+    )

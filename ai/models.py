@@ -3,11 +3,13 @@
 Follows Immich's machine-learning service: a small base class per model kind with ``load()`` and
 ``predict()``, instances cached so a worker loads each model once per process, not once per job.
 """
+
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Dict, Hashable, Tuple
+from collections.abc import Callable, Hashable
+from typing import Any
 
 
 class InferenceModel(ABC):
@@ -25,7 +27,7 @@ class InferenceModel(ABC):
     def loaded(self) -> bool:
         return self._loaded
 
-    def load(self) -> "InferenceModel":
+    def load(self) -> InferenceModel:
         with self._load_lock:
             if not self._loaded:
                 self._load()
@@ -42,16 +44,20 @@ class InferenceModel(ABC):
     @abstractmethod
     def _predict(self, inputs: Any, **kwargs: Any) -> Any: ...
 
-    def describe(self) -> Dict[str, Any]:
-        return {"kind": self.kind, "name": self.model_name, "loaded": self._loaded, **{
-            k: v for k, v in self.options.items() if isinstance(v, (str, int, float, bool, type(None)))}}
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.model_name,
+            "loaded": self._loaded,
+            **{k: v for k, v in self.options.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        }
 
 
 class ModelCache:
     """Process-wide cache keyed by (kind, name, options)."""
 
     def __init__(self) -> None:
-        self._models: Dict[Tuple[Hashable, ...], InferenceModel] = {}
+        self._models: dict[tuple[Hashable, ...], InferenceModel] = {}
         self._lock = threading.Lock()
 
     def get(self, factory: Callable[..., InferenceModel], model_name: str, **options: Any) -> InferenceModel:

@@ -3,6 +3,7 @@
 Images are opened with Pillow (HEIC/AVIF through pillow-heif when installed); anything else is
 asked of ffprobe. No torch here: the web process calls this on every upload.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -11,7 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -48,14 +49,14 @@ class MediaInfo:
     width: int  # as displayed: after EXIF orientation / rotation metadata
     height: int
     rotation: int = 0  # degrees clockwise the stored pixels must turn to display upright
-    orientation: Optional[int] = None  # EXIF orientation tag (photos)
-    duration: Optional[float] = None
-    fps: Optional[float] = None
-    frame_count: Optional[int] = None
+    orientation: int | None = None  # EXIF orientation tag (photos)
+    duration: float | None = None
+    fps: float | None = None
+    frame_count: int | None = None
     has_audio: bool = False
-    video_codec: Optional[str] = None
-    audio_codec: Optional[str] = None
-    captured_at: Optional[str] = None  # ISO 8601
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    captured_at: str | None = None  # ISO 8601
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,14 +64,20 @@ class MediaInfo:
 
 
 _IMAGE_MIME = {
-    "JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
-    "TIFF": "image/tiff", "BMP": "image/bmp", "HEIF": "image/heic", "AVIF": "image/avif",
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+    "HEIF": "image/heic",
+    "AVIF": "image/avif",
     "MPO": "image/jpeg",
 }
 _ORIENT_ROTATION = {3: 180, 6: 90, 8: 270, 5: 90, 7: 270}
 
 
-def _exif_datetime(raw: Optional[str], offset: Optional[str] = None) -> Optional[str]:
+def _exif_datetime(raw: str | None, offset: str | None = None) -> str | None:
     if not raw:
         return None
     try:
@@ -83,7 +90,7 @@ def _exif_datetime(raw: Optional[str], offset: Optional[str] = None) -> Optional
     return text
 
 
-def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[MediaInfo]:
+def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo | None:
     """MediaInfo for an image, None if Pillow does not recognise the bytes at all."""
     try:
         with Image.open(path) as im:
@@ -99,8 +106,9 @@ def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[Me
             exif = im.getexif()
             orientation = exif.get(EXIF_ORIENTATION)
             ifd = exif.get_ifd(EXIF_IFD) if exif else {}
-            captured = _exif_datetime(ifd.get(EXIF_DATETIME_ORIGINAL) or exif.get(TIFF_DATETIME),
-                                      ifd.get(EXIF_OFFSET_TIME_ORIGINAL))
+            captured = _exif_datetime(
+                ifd.get(EXIF_DATETIME_ORIGINAL) or exif.get(TIFF_DATETIME), ifd.get(EXIF_OFFSET_TIME_ORIGINAL)
+            )
             # Decode the pixels once: a truncated or corrupt file fails here, not in a worker later.
             im.load()
     except InvalidMediaError:
@@ -112,9 +120,14 @@ def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Optional[Me
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return MediaInfo(
-        kind="photo", mime_type=_IMAGE_MIME.get(fmt, f"image/{fmt.lower()}"), format=fmt.lower(),
-        width=width, height=height, rotation=_ORIENT_ROTATION.get(orientation or 1, 0),
-        orientation=orientation, captured_at=captured,
+        kind="photo",
+        mime_type=_IMAGE_MIME.get(fmt, f"image/{fmt.lower()}"),
+        format=fmt.lower(),
+        width=width,
+        height=height,
+        rotation=_ORIENT_ROTATION.get(orientation or 1, 0),
+        orientation=orientation,
+        captured_at=captured,
     )
 
 
@@ -134,7 +147,7 @@ def _ffprobe(path: Path, timeout: float = 60) -> dict[str, Any]:
         return {}
 
 
-def _rate(text: Optional[str]) -> Optional[float]:
+def _rate(text: str | None) -> float | None:
     if not text or text in ("0/0", "0"):
         return None
     try:
@@ -160,15 +173,17 @@ def stream_rotation(stream: dict[str, Any]) -> int:
     return int(round(-rot)) % 360
 
 
-def probe_video(path: Path) -> Optional[MediaInfo]:
+def probe_video(path: Path) -> MediaInfo | None:
     """MediaInfo for a video, None if ffprobe does not recognise it as media at all."""
     data = _ffprobe(Path(path))
     streams = data.get("streams") or []
     fmt = data.get("format") or {}
     if not streams and not fmt:
         return None
-    video = next((s for s in streams if s.get("codec_type") == "video"
-                  and not (s.get("disposition") or {}).get("attached_pic")), None)
+    video = next(
+        (s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")),
+        None,
+    )
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if video is None:
         if audio is not None:
@@ -197,15 +212,32 @@ def probe_video(path: Path) -> Optional[MediaInfo]:
     tags = {**(fmt.get("tags") or {}), **(video.get("tags") or {})}
     created = tags.get("creation_time") or tags.get("com.apple.quicktime.creationdate")
     names = (fmt.get("format_name") or "").split(",")
-    mime = "video/mp4" if "mp4" in names or "mov" in names else (
-        "video/webm" if "webm" in names else "video/x-matroska" if "matroska" in names else
-        "video/x-msvideo" if "avi" in names else f"video/{names[0] or 'unknown'}")
+    mime = (
+        "video/mp4"
+        if "mp4" in names or "mov" in names
+        else (
+            "video/webm"
+            if "webm" in names
+            else "video/x-matroska"
+            if "matroska" in names
+            else "video/x-msvideo"
+            if "avi" in names
+            else f"video/{names[0] or 'unknown'}"
+        )
+    )
     return MediaInfo(
-        kind="video", mime_type=mime, format=names[0] if names else "unknown",
-        width=width, height=height, rotation=rotation, duration=duration,
+        kind="video",
+        mime_type=mime,
+        format=names[0] if names else "unknown",
+        width=width,
+        height=height,
+        rotation=rotation,
+        duration=duration,
         fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")),
-        frame_count=frame_count, has_audio=audio is not None,
-        video_codec=video.get("codec_name"), audio_codec=(audio or {}).get("codec_name"),
+        frame_count=frame_count,
+        has_audio=audio is not None,
+        video_codec=video.get("codec_name"),
+        audio_codec=(audio or {}).get("codec_name"),
         captured_at=created,
         extra={"stream_index": video.get("index"), "pix_fmt": video.get("pix_fmt")},
     )

@@ -3,10 +3,11 @@
 ``progress(done, total, stage)``: ``total`` is None when unknown (containers that report no
 frame count). The callback may raise :class:`ai.errors.Cancelled` to stop the pipeline.
 """
-from typing import Callable, Optional
 
-ProgressCallback = Callable[[int, Optional[int], str], None]
+from collections.abc import Callable
+
+ProgressCallback = Callable[[int, int | None, str], None]
 
 
-def no_progress(done: int, total: Optional[int], stage: str) -> None:
+def no_progress(done: int, total: int | None, stage: str) -> None:
     return None

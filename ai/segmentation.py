@@ -9,11 +9,12 @@ downloads to) and then ``$U2NET_HOME/<name>.onnx`` (the older flat layout, handy
 by hand). :func:`ai.config.apply_model_cache_env` points ``U2NET_HOME`` at ``MODEL_CACHE_DIR/rembg``.
 A file that is already there is used as is; rembg checks the md5 only when it downloads.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 from PIL import Image
@@ -42,31 +43,86 @@ class SegmentationModelInfo:
 # Only models rembg can run from a name alone, on this machine, with a foreground matte as output.
 # Left out on purpose: u2net_cloth_seg (clothing classes, not a foreground), sam (needs prompts),
 # *_custom (need a path), withoutbg/atlascloud (send images to a remote service).
-SEGMENTATION_MODELS: dict[str, SegmentationModelInfo] = {m.name: m for m in (
-    SegmentationModelInfo("isnet-general-use", "Apache-2.0 (DIS / IS-Net)", True,
-                          "general objects and scenes; good edges; the default", 1024, 170, "medium"),
-    SegmentationModelInfo("u2net", "Apache-2.0 (U^2-Net)", True,
-                          "general objects; rembg's classic model", 320, 170, "medium"),
-    SegmentationModelInfo("u2netp", "Apache-2.0 (U^2-Net)", True,
-                          "fast on CPU, rougher edges: previews, long videos", 320, 5, "fast"),
-    SegmentationModelInfo("u2net_human_seg", "Apache-2.0 (U^2-Net)", True,
-                          "people (whole body)", 320, 170, "medium"),
-    SegmentationModelInfo("silueta", "Apache-2.0 (U^2-Net, reduced)", True,
-                          "general objects, smaller download than u2net", 320, 43, "medium"),
-    SegmentationModelInfo("isnet-anime", "Apache-2.0 (anime-segmentation)", True,
-                          "anime and illustration characters", 1024, 170, "medium"),
-    SegmentationModelInfo("birefnet-general", "MIT (BiRefNet)", True,
-                          "best quality on general objects; slow on CPU, fine on a GPU", 1024, 930, "slow"),
-    SegmentationModelInfo("birefnet-general-lite", "MIT (BiRefNet)", True,
-                          "general objects, lighter BiRefNet", 1024, 210, "medium"),
-    SegmentationModelInfo("birefnet-portrait", "MIT (BiRefNet)", True,
-                          "people and portraits, fine hair; slow on CPU", 1024, 930, "slow"),
-    SegmentationModelInfo("birefnet-massive", "MIT (BiRefNet)", True,
-                          "general objects, trained on a larger data set; slow on CPU", 1024, 930, "slow"),
-    SegmentationModelInfo("bria-rmbg", "CC BY-NC 4.0 (BRIA RMBG-2.0): NON-COMMERCIAL use only", False,
-                          "high quality general matting; never a default because of its licence",
-                          1024, 970, "slow"),
-)}
+SEGMENTATION_MODELS: dict[str, SegmentationModelInfo] = {
+    m.name: m
+    for m in (
+        SegmentationModelInfo(
+            "isnet-general-use",
+            "Apache-2.0 (DIS / IS-Net)",
+            True,
+            "general objects and scenes; good edges; the default",
+            1024,
+            170,
+            "medium",
+        ),
+        SegmentationModelInfo(
+            "u2net", "Apache-2.0 (U^2-Net)", True, "general objects; rembg's classic model", 320, 170, "medium"
+        ),
+        SegmentationModelInfo(
+            "u2netp", "Apache-2.0 (U^2-Net)", True, "fast on CPU, rougher edges: previews, long videos", 320, 5, "fast"
+        ),
+        SegmentationModelInfo(
+            "u2net_human_seg", "Apache-2.0 (U^2-Net)", True, "people (whole body)", 320, 170, "medium"
+        ),
+        SegmentationModelInfo(
+            "silueta",
+            "Apache-2.0 (U^2-Net, reduced)",
+            True,
+            "general objects, smaller download than u2net",
+            320,
+            43,
+            "medium",
+        ),
+        SegmentationModelInfo(
+            "isnet-anime",
+            "Apache-2.0 (anime-segmentation)",
+            True,
+            "anime and illustration characters",
+            1024,
+            170,
+            "medium",
+        ),
+        SegmentationModelInfo(
+            "birefnet-general",
+            "MIT (BiRefNet)",
+            True,
+            "best quality on general objects; slow on CPU, fine on a GPU",
+            1024,
+            930,
+            "slow",
+        ),
+        SegmentationModelInfo(
+            "birefnet-general-lite", "MIT (BiRefNet)", True, "general objects, lighter BiRefNet", 1024, 210, "medium"
+        ),
+        SegmentationModelInfo(
+            "birefnet-portrait",
+            "MIT (BiRefNet)",
+            True,
+            "people and portraits, fine hair; slow on CPU",
+            1024,
+            930,
+            "slow",
+        ),
+        SegmentationModelInfo(
+            "birefnet-massive",
+            "MIT (BiRefNet)",
+            True,
+            "general objects, trained on a larger data set; slow on CPU",
+            1024,
+            930,
+            "slow",
+        ),
+        SegmentationModelInfo(
+            "bria-rmbg",
+            "CC BY-NC 4.0 (BRIA RMBG-2.0): NON-COMMERCIAL use only",
+            False,
+            "high quality general matting; never a default because of its licence",
+            1024,
+            970,
+            "slow",
+        ),
+    )
+}
 
 
 class UnknownSegmentationModelError(ModelUnavailableError, ValueError):
@@ -78,14 +134,17 @@ def segmentation_model_info(name: str) -> SegmentationModelInfo:
     info = SEGMENTATION_MODELS.get((name or "").strip())
     if info is None:
         raise UnknownSegmentationModelError(
-            f"unknown segmentation model {name!r}; valid names: {', '.join(SEGMENTATION_MODELS)}")
+            f"unknown segmentation model {name!r}; valid names: {', '.join(SEGMENTATION_MODELS)}"
+        )
     return info
 
 
 def available_segmentation_models() -> list[dict[str, Any]]:
     """Every supported model: name, licence, commercial_use, good_for, speed, default, downloaded."""
-    return [{**info.to_dict(), "downloaded": local_model_path(info.name) is not None}
-            for info in SEGMENTATION_MODELS.values()]
+    return [
+        {**info.to_dict(), "downloaded": local_model_path(info.name) is not None}
+        for info in SEGMENTATION_MODELS.values()
+    ]
 
 
 def _session_class(name: str):
@@ -95,7 +154,8 @@ def _session_class(name: str):
     cls = sessions.get(name)
     if cls is None:  # an older rembg without this model
         raise UnknownSegmentationModelError(
-            f"segmentation model {name!r} is not supported by the installed rembg; upgrade rembg")
+            f"segmentation model {name!r} is not supported by the installed rembg; upgrade rembg"
+        )
     return cls
 
 
@@ -107,7 +167,7 @@ def model_home() -> Path:
     return Path(home())
 
 
-def local_model_path(name: str) -> Optional[Path]:
+def local_model_path(name: str) -> Path | None:
     """The model file rembg would load for ``name`` without downloading, or None."""
     cls = _session_class(name)
     fname = f"{name}.onnx"
@@ -124,9 +184,11 @@ def _downloads_disabled() -> bool:
 
 
 def _how_to_install(name: str) -> str:
-    return (f"Run `python -m ai download-models --segmentation-model {name}` on a machine with internet "
-            f"access and copy MODEL_CACHE_DIR over, or copy {name}.onnx into {model_home()} "
-            f"(U2NET_HOME).")
+    return (
+        f"Run `python -m ai download-models --segmentation-model {name}` on a machine with internet "
+        f"access and copy MODEL_CACHE_DIR over, or copy {name}.onnx into {model_home()} "
+        f"(U2NET_HOME)."
+    )
 
 
 def download_segmentation_model(name: str) -> str:
@@ -138,13 +200,15 @@ def download_segmentation_model(name: str) -> str:
     if _downloads_disabled():
         raise ModelUnavailableError(
             f"segmentation model {name!r} is not downloaded and downloads are disabled (HF_HUB_OFFLINE). "
-            + _how_to_install(name))
+            + _how_to_install(name)
+        )
     try:
         path = cls.download_models()
     except Exception as exc:  # pooch raises requests/HTTP/hash errors; the cause goes into the message
         raise ModelUnavailableError(
             f"segmentation model {name!r} could not be downloaded ({type(exc).__name__}: {exc}). "
-            + _how_to_install(name)) from exc
+            + _how_to_install(name)
+        ) from exc
     return str(path)
 
 
@@ -195,7 +259,8 @@ class SegmentationModel(InferenceModel):
             raise ModelUnavailableError(
                 f"segmentation model {self.model_name!r} could not be loaded from "
                 f"{local_model_path(self.model_name)} ({exc}). Delete the file and download it again. "
-                + _how_to_install(self.model_name)) from exc
+                + _how_to_install(self.model_name)
+            ) from exc
         try:
             self.providers = list(self.session.inner_session.get_providers())
         except Exception:  # pragma: no cover - informational only
@@ -212,7 +277,7 @@ class SegmentationModel(InferenceModel):
         return {**super().describe(), "providers": self.providers}
 
 
-def get_segmentation_model(name: Optional[str] = None, device: str = "auto") -> SegmentationModel:
+def get_segmentation_model(name: str | None = None, device: str = "auto") -> SegmentationModel:
     """The process-wide instance for ``name`` (default: the configured SEGMENTATION_MODEL)."""
     if name is None:
         from ai.config import get_ai_settings

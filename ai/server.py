@@ -1,4 +1,5 @@
 """The AI service's thin Flask app: synchronous depth and background removal over HTTP."""
+
 from __future__ import annotations
 
 import shutil
@@ -25,18 +26,28 @@ def create_app(settings: AISettings | None = None) -> Flask:
 
     @app.get("/health")
     def health():
-        return jsonify(status="ok", ffmpeg=shutil.which("ffmpeg") is not None,
-                       loaded_models=[m.describe() for m in model_cache.loaded()])
+        return jsonify(
+            status="ok",
+            ffmpeg=shutil.which("ffmpeg") is not None,
+            loaded_models=[m.describe() for m in model_cache.loaded()],
+        )
 
     @app.get("/api/models")
     def models():
         from ai.segmentation import available_segmentation_models
 
         return jsonify(
-            depth={"default": settings.depth_model, "loaded": [m.describe() for m in model_cache.loaded() if m.kind == "depth"]},
-            segmentation={"default": settings.segmentation_model, "available": available_segmentation_models(),
-                          "loaded": [m.describe() for m in model_cache.loaded() if m.kind == "segmentation"]},
-            device=settings.device, precision=settings.precision,
+            depth={
+                "default": settings.depth_model,
+                "loaded": [m.describe() for m in model_cache.loaded() if m.kind == "depth"],
+            },
+            segmentation={
+                "default": settings.segmentation_model,
+                "available": available_segmentation_models(),
+                "loaded": [m.describe() for m in model_cache.loaded() if m.kind == "segmentation"],
+            },
+            device=settings.device,
+            precision=settings.precision,
         )
 
     @app.errorhandler(InvalidMediaError)

@@ -1,9 +1,9 @@
 """Flask app factory: one blueprint per resource, JSON errors with a stable shape, optional API key."""
+
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import Optional
 
 from flask import Flask, Request, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -34,7 +34,7 @@ def services() -> Services:
     return current_app.extensions["parallax"]
 
 
-def create_app(settings: Optional[Settings] = None, services_: Optional[Services] = None) -> Flask:
+def create_app(settings: Settings | None = None, services_: Services | None = None) -> Flask:
     settings = settings or (services_.settings if services_ else get_settings())
     svc = services_ or Services.create(settings)
     app = Flask("parallax", static_folder=None)
@@ -79,9 +79,12 @@ def create_app(settings: Optional[Settings] = None, services_: Optional[Services
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code == 413:
-            return api_error(413, "too_large",
-                             f"the upload is larger than the limit of {settings.max_upload_bytes // (1024 * 1024)} MB"
-                             " (MAX_UPLOAD_MB)")
+            return api_error(
+                413,
+                "too_large",
+                f"the upload is larger than the limit of {settings.max_upload_bytes // (1024 * 1024)} MB"
+                " (MAX_UPLOAD_MB)",
+            )
         code = (exc.name or "error").lower().replace(" ", "_")
         return api_error(exc.code or 500, code, exc.description or exc.name)
 

@@ -1,4 +1,5 @@
 """``python -m backend`` (or ``parallax``): run the service, a worker, and manage media and jobs."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from backend.settings import Settings, SettingsError, get_settings
 
@@ -85,7 +85,9 @@ def cmd_upload(settings: Settings, args) -> int:
         print(f"{name}: {word} {item['id']} ({item['kind']}, {item['width']}x{item['height']})")
         for job in result.jobs:
             j = job_json(job)
-            print(f"  job {j['id']} {j['task']}: {j['status']}" + (f" ({j['skip_reason']})" if j["skip_reason"] else ""))
+            print(
+                f"  job {j['id']} {j['task']}: {j['status']}" + (f" ({j['skip_reason']})" if j["skip_reason"] else "")
+            )
         if args.watch:
             for job in result.jobs:
                 if job["status"] not in TERMINAL:
@@ -100,9 +102,12 @@ def cmd_list(settings: Settings, args) -> int:
         "SELECT m.id, m.kind, m.original_filename, m.width, m.height, m.created_at,"
         " (SELECT string_agg(l.task || ':' || l.status, ' ' ORDER BY l.task) FROM latest_jobs l WHERE l.media_id = m.id) AS jobs"
         " FROM media_items m WHERE (%(kind)s::text IS NULL OR m.kind = %(kind)s) ORDER BY m.created_at DESC LIMIT %(n)s",
-        {"kind": args.kind, "n": args.limit})
+        {"kind": args.kind, "n": args.limit},
+    )
     for r in rows:
-        print(f"{r['id']}  {r['kind']:5}  {r['width']}x{r['height']}  {r['original_filename'][:40]:40}  {r['jobs'] or ''}")
+        print(
+            f"{r['id']}  {r['kind']:5}  {r['width']}x{r['height']}  {r['original_filename'][:40]:40}  {r['jobs'] or ''}"
+        )
     if not rows:
         print("no media items")
     return 0
@@ -112,7 +117,9 @@ def cmd_jobs(settings: Settings, args) -> int:
     services = _services(settings)
     rows = services.db.fetchall(
         "SELECT * FROM processing_jobs WHERE (%(s)s::text IS NULL OR status = %(s)s) AND (%(t)s::text IS NULL OR task = %(t)s)"
-        " ORDER BY created_at DESC LIMIT %(n)s", {"s": args.status, "t": args.task, "n": args.limit})
+        " ORDER BY created_at DESC LIMIT %(n)s",
+        {"s": args.status, "t": args.task, "n": args.limit},
+    )
     for j in rows:
         progress = f"{j['progress_done']}/{j['progress_total'] or '?'}"
         note = j["last_error"] or j["skip_reason"] or j["stage"] or ""
@@ -185,7 +192,9 @@ def cmd_health(settings: Settings, args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="parallax", description="Parallax: depth maps and cut-outs for an Immich library")
+    parser = argparse.ArgumentParser(
+        prog="parallax", description="Parallax: depth maps and cut-outs for an Immich library"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run everything: databases if needed, web, worker, AI service")
@@ -229,10 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = get_settings()
     except SettingsError as exc:

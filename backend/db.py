@@ -1,12 +1,14 @@
 """PostgreSQL through psycopg 3: a connection pool and versioned SQL migrations."""
+
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
@@ -26,10 +28,11 @@ class Database:
 
     def __init__(self, url: str, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
-        self.pool = ConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
-                                   kwargs={"row_factory": dict_row, "autocommit": False})
+        self.pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False, kwargs={"row_factory": dict_row, "autocommit": False}
+        )
 
-    def open(self, wait: bool = True, timeout: float = 10.0) -> "Database":
+    def open(self, wait: bool = True, timeout: float = 10.0) -> Database:
         self.pool.open(wait=wait, timeout=timeout)
         return self
 
@@ -42,7 +45,7 @@ class Database:
         with self.pool.connection() as conn:
             yield conn
 
-    def fetchone(self, sql: str, params: Any = None) -> Optional[dict]:
+    def fetchone(self, sql: str, params: Any = None) -> dict | None:
         with self.connection() as conn:
             return conn.execute(sql, params).fetchone()
 
@@ -95,8 +98,10 @@ def migrate(url: str) -> list[str]:
                     continue
                 with conn.transaction():
                     conn.execute(sql)
-                    conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                                 (version, name, checksum))
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                        (version, name, checksum),
+                    )
                 log.info("applied migration %s_%s", version, name)
                 applied_now.append(version)
         finally:

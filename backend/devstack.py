@@ -1,5 +1,6 @@
 """Embedded defaults for a machine that has no PostgreSQL or Redis running: when the configured
 loopback address does not answer, start a private server under DATA_DIR as a child process."""
+
 from __future__ import annotations
 
 import glob
@@ -12,7 +13,6 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict
@@ -44,7 +44,7 @@ def _wait(host: str, port: int, what: str, proc: subprocess.Popen, seconds: floa
     raise DevStackError(f"{what} did not start listening on {host}:{port} within {seconds:.0f} s")
 
 
-def _postgres_bin(name: str) -> Optional[str]:
+def _postgres_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
@@ -52,15 +52,17 @@ def _postgres_bin(name: str) -> Optional[str]:
     return candidates[0] if candidates else None
 
 
-def _as_service_user(cmd: list[str]) -> tuple[list[str], Optional[str]]:
+def _as_service_user(cmd: list[str]) -> tuple[list[str], str | None]:
     """PostgreSQL refuses to run as root: run it as the 'postgres' system user when we are root."""
     if os.geteuid() != 0:
         return cmd, None
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise DevStackError("running as root and there is no 'postgres' user to run PostgreSQL as;"
-                            " install PostgreSQL (apt-get install postgresql) or set DATABASE_URL")
+        raise DevStackError(
+            "running as root and there is no 'postgres' user to run PostgreSQL as;"
+            " install PostgreSQL (apt-get install postgresql) or set DATABASE_URL"
+        )
     return ["runuser", "-u", "postgres", "--", *cmd], "postgres"
 
 
@@ -78,20 +80,46 @@ class DevStack:
             raise DevStackError(f"PostgreSQL at {host}:{port} (DATABASE_URL) is not reachable")
         initdb, postgres = _postgres_bin("initdb"), _postgres_bin("postgres")
         if not (initdb and postgres):
-            raise DevStackError(f"PostgreSQL at {host}:{port} is not reachable and PostgreSQL is not installed;"
-                                " install it (apt-get install postgresql) or point DATABASE_URL at a server")
+            raise DevStackError(
+                f"PostgreSQL at {host}:{port} is not reachable and PostgreSQL is not installed;"
+                " install it (apt-get install postgresql) or point DATABASE_URL at a server"
+            )
         pgdata = (self.data_dir / "postgres").resolve()
         pgdata.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(pgdata, "postgres", "postgres")
             os.chmod(pgdata, 0o700)
         if not (pgdata / "PG_VERSION").exists():
-            cmd, _ = _as_service_user([initdb, "-D", str(pgdata), "-U", info.get("user") or "postgres",
-                                       "--auth=trust", "-E", "UTF8", "--no-instructions"])
+            cmd, _ = _as_service_user(
+                [
+                    initdb,
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    info.get("user") or "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-instructions",
+                ]
+            )
             log.info("initialising a PostgreSQL data folder in %s", pgdata)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        cmd, _ = _as_service_user([postgres, "-D", str(pgdata), "-c", "listen_addresses=127.0.0.1",
-                                   "-p", str(port), "-k", str(pgdata), "-c", "fsync=on"])
+        cmd, _ = _as_service_user(
+            [
+                postgres,
+                "-D",
+                str(pgdata),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-p",
+                str(port),
+                "-k",
+                str(pgdata),
+                "-c",
+                "fsync=on",
+            ]
+        )
         log.info("starting PostgreSQL on 127.0.0.1:%s (data in %s)", port, pgdata)
         proc = self._spawn("postgres", cmd)
         _wait(host, port, "PostgreSQL", proc)
@@ -108,13 +136,28 @@ class DevStack:
             raise DevStackError(f"Redis at {host}:{port} (REDIS_URL) is not reachable")
         server = shutil.which("redis-server")
         if not server:
-            raise DevStackError(f"Redis at {host}:{port} is not reachable and redis-server is not installed;"
-                                " install it (apt-get install redis-server) or point REDIS_URL at a server")
+            raise DevStackError(
+                f"Redis at {host}:{port} is not reachable and redis-server is not installed;"
+                " install it (apt-get install redis-server) or point REDIS_URL at a server"
+            )
         folder = (self.data_dir / "redis").resolve()
         folder.mkdir(parents=True, exist_ok=True)
         # Redis only carries work (PostgreSQL is the record), so it keeps nothing on disk.
-        cmd = [server, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", "",
-               "--appendonly", "no", "--protected-mode", "yes"]
+        cmd = [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(folder),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ]
         log.info("starting Redis on 127.0.0.1:%s", port)
         proc = self._spawn("redis", cmd)
         _wait(host, port, "Redis", proc)

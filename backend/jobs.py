@@ -3,13 +3,15 @@
 PostgreSQL is the record of every job's state; Redis only carries work. Anything lost from Redis
 (a flush, a restart without persistence) is found again by :func:`reconcile` and queued again.
 """
+
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
@@ -38,7 +40,7 @@ class JobError(Exception):
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    media_kind: Optional[str]  # photo | video | None (not tied to an item)
+    media_kind: str | None  # photo | video | None (not tied to an item)
     flags: tuple[str, ...]  # every one must be on
     title: str
 
@@ -47,8 +49,9 @@ TASKS: dict[str, TaskSpec] = {
     "depth": TaskSpec("depth", "photo", ("ENABLE_DEPTH",), "Depth map"),
     "cutout": TaskSpec("cutout", "photo", ("ENABLE_BACKGROUND_REMOVAL",), "Background removal"),
     "video_depth": TaskSpec("video_depth", "video", ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_DEPTH"), "Depth frames"),
-    "video_cutout": TaskSpec("video_cutout", "video", ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_BACKGROUND_REMOVAL"),
-                             "Cut-out video"),
+    "video_cutout": TaskSpec(
+        "video_cutout", "video", ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_BACKGROUND_REMOVAL"), "Cut-out video"
+    ),
     "immich_import": TaskSpec("immich_import", None, (), "Immich import"),
 }
 
@@ -67,7 +70,7 @@ def disabled_flags(settings: Settings, task: str) -> list[str]:
     return [flag for flag in TASKS[task].flags if not getattr(settings, _FLAG_ATTR[flag])]
 
 
-def skip_reason(settings: Settings, task: str) -> Optional[str]:
+def skip_reason(settings: Settings, task: str) -> str | None:
     off = disabled_flags(settings, task)
     if not off:
         return None
@@ -75,7 +78,7 @@ def skip_reason(settings: Settings, task: str) -> Optional[str]:
     return f"{what} is turned off; set {' and '.join(f + '=true' for f in off)} to enable it"
 
 
-def job_timeout(settings: Settings, task: str, item: Optional[dict], parameters: dict) -> int:
+def job_timeout(settings: Settings, task: str, item: dict | None, parameters: dict) -> int:
     """A time limit that scales with the work: a base plus a per-frame allowance for videos."""
     if task == "immich_import":
         return IMMICH_IMPORT_TIMEOUT_S  # a whole library; progress is recorded as it goes
@@ -90,8 +93,9 @@ def job_timeout(settings: Settings, task: str, item: Optional[dict], parameters:
     return int(settings.job_timeout_base_s + settings.job_timeout_per_frame_s * frames)
 
 
-def create_job(conn, settings: Settings, task: str, item: Optional[dict], parameters: Optional[dict] = None,
-               respect_flags: bool = True) -> dict:
+def create_job(
+    conn, settings: Settings, task: str, item: dict | None, parameters: dict | None = None, respect_flags: bool = True
+) -> dict:
     parameters = dict(parameters or {})
     reason = skip_reason(settings, task) if respect_flags else None
     off = disabled_flags(settings, task) if reason else []
@@ -100,14 +104,23 @@ def create_job(conn, settings: Settings, task: str, item: Optional[dict], parame
         "INSERT INTO processing_jobs (id, media_id, task, parameters, status, max_attempts, skip_reason,"
         " enable_with, timeout_s, finished_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
         " CASE WHEN %s = 'skipped' THEN now() END) RETURNING *",
-        (uuid.uuid4(), item["id"] if item else None, task, jsonb(parameters), status,
-         settings.job_max_attempts, reason, ",".join(off) or None,
-         job_timeout(settings, task, item, parameters), status),
+        (
+            uuid.uuid4(),
+            item["id"] if item else None,
+            task,
+            jsonb(parameters),
+            status,
+            settings.job_max_attempts,
+            reason,
+            ",".join(off) or None,
+            job_timeout(settings, task, item, parameters),
+            status,
+        ),
     ).fetchone()
     return row
 
 
-def create_jobs_for_item(conn, settings: Settings, item: dict, parameters: Optional[dict] = None) -> list[dict]:
+def create_jobs_for_item(conn, settings: Settings, item: dict, parameters: dict | None = None) -> list[dict]:
     return [create_job(conn, settings, spec.name, item, parameters) for spec in tasks_for_kind(item["kind"])]
 
 
@@ -121,13 +134,20 @@ def enqueue(services: Services, job_ids: Iterable[Any]) -> int:
             row = conn.execute(
                 "UPDATE processing_jobs SET status = 'queued', queued_at = now(), rq_job_id = %s,"
                 " updated_at = now() WHERE id = %s AND status IN ('pending', 'queued') RETURNING timeout_s",
-                (rq_id, job_id)).fetchone()
+                (rq_id, job_id),
+            ).fetchone()
             if row is None:
                 continue
             try:
-                services.queue.enqueue(RUN_JOB, str(job_id), job_id=rq_id, job_timeout=row["timeout_s"] or 600,
-                                       result_ttl=3600, failure_ttl=7 * 86400,
-                                       description=f"parallax job {job_id}")
+                services.queue.enqueue(
+                    RUN_JOB,
+                    str(job_id),
+                    job_id=rq_id,
+                    job_timeout=row["timeout_s"] or 600,
+                    result_ttl=3600,
+                    failure_ttl=7 * 86400,
+                    description=f"parallax job {job_id}",
+                )
             except Exception as exc:  # Redis down: stay pending, reconcile will retry
                 conn.rollback()
                 log.warning("could not queue job %s (%s); it stays pending", job_id, exc)
@@ -136,7 +156,7 @@ def enqueue(services: Services, job_ids: Iterable[Any]) -> int:
     return sent
 
 
-def _rq_job_waiting(services: Services, rq_id: Optional[str]) -> bool:
+def _rq_job_waiting(services: Services, rq_id: str | None) -> bool:
     if not rq_id:
         return False
     try:
@@ -162,22 +182,31 @@ def reconcile(services: Services) -> dict[str, int]:
         lost = conn.execute(
             "SELECT id, attempts, max_attempts, worker_name FROM processing_jobs WHERE status = 'processing'"
             " AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => %s)) FOR UPDATE SKIP LOCKED",
-            (settings.job_stale_after_s,)).fetchall()
+            (settings.job_stale_after_s,),
+        ).fetchall()
         for job in lost:
-            message = (f"the worker {job['worker_name'] or ''} stopped responding while running this job "
-                       "(killed or restarted)").replace("  ", " ")
+            message = (
+                f"the worker {job['worker_name'] or ''} stopped responding while running this job (killed or restarted)"
+            ).replace("  ", " ")
             if job["attempts"] < job["max_attempts"]:
-                conn.execute("UPDATE processing_jobs SET status = 'pending', last_error = %s, error_kind = 'worker_lost',"
-                             " worker_name = NULL, run_after = NULL, updated_at = now() WHERE id = %s",
-                             (message, job["id"]))
+                conn.execute(
+                    "UPDATE processing_jobs SET status = 'pending', last_error = %s, error_kind = 'worker_lost',"
+                    " worker_name = NULL, run_after = NULL, updated_at = now() WHERE id = %s",
+                    (message, job["id"]),
+                )
                 counts["recovered"] += 1
             else:
-                conn.execute("UPDATE processing_jobs SET status = 'failed', last_error = %s, error_kind = 'worker_lost',"
-                             " finished_at = now(), updated_at = now() WHERE id = %s", (message, job["id"]))
+                conn.execute(
+                    "UPDATE processing_jobs SET status = 'failed', last_error = %s, error_kind = 'worker_lost',"
+                    " finished_at = now(), updated_at = now() WHERE id = %s",
+                    (message, job["id"]),
+                )
                 counts["failed"] += 1
         queued = conn.execute("SELECT id, rq_job_id FROM processing_jobs WHERE status = 'queued'").fetchall()
-        pending = conn.execute("SELECT id FROM processing_jobs WHERE status = 'pending'"
-                               " AND (run_after IS NULL OR run_after <= now()) ORDER BY created_at").fetchall()
+        pending = conn.execute(
+            "SELECT id FROM processing_jobs WHERE status = 'pending'"
+            " AND (run_after IS NULL OR run_after <= now()) ORDER BY created_at"
+        ).fetchall()
     missing = [j["id"] for j in queued if not _rq_job_waiting(services, j["rq_job_id"])]
     counts["requeued"] = enqueue(services, missing)
     counts["queued"] = enqueue(services, [j["id"] for j in pending])
@@ -197,10 +226,15 @@ def cancel(services: Services, job_id: str) -> dict:
     with services.db.connection() as conn:
         job = _lock_job(conn, job_id)
         if job["status"] not in ACTIVE:
-            raise JobError(f"the job is already {job['status']}; only pending, queued or processing jobs can be cancelled")
+            raise JobError(
+                f"the job is already {job['status']}; only pending, queued or processing jobs can be cancelled"
+            )
         # A running job sees the new status on its next progress report and stops.
-        job = conn.execute("UPDATE processing_jobs SET status = 'cancelled', stage = 'cancelled', finished_at = now(),"
-                           " updated_at = now() WHERE id = %s RETURNING *", (job_id,)).fetchone()
+        job = conn.execute(
+            "UPDATE processing_jobs SET status = 'cancelled', stage = 'cancelled', finished_at = now(),"
+            " updated_at = now() WHERE id = %s RETURNING *",
+            (job_id,),
+        ).fetchone()
     if job["rq_job_id"]:
         try:
             RQJob.fetch(job["rq_job_id"], connection=services.redis).cancel()
@@ -214,21 +248,28 @@ def retry(services: Services, job_id: str) -> dict:
         job = _lock_job(conn, job_id)
         if job["status"] not in ("failed", "cancelled"):
             raise JobError(f"the job is {job['status']}; only failed or cancelled jobs can be retried")
-        if job["media_id"] and conn.execute(
+        if (
+            job["media_id"]
+            and conn.execute(
                 "SELECT 1 FROM processing_jobs WHERE media_id = %s AND task = %s AND status IN ('pending','queued','processing')",
-                (job["media_id"], job["task"])).fetchone():
+                (job["media_id"], job["task"]),
+            ).fetchone()
+        ):
             raise JobError("another run of this task is already active for this item")
         off = disabled_flags(services.settings, job["task"])
         if off:
             raise JobError(skip_reason(services.settings, job["task"]), 409, "feature_disabled")
-        conn.execute("UPDATE processing_jobs SET status = 'pending', attempts = 0, last_error = NULL, error_kind = NULL,"
-                     " progress_done = 0, progress_total = NULL, stage = NULL, started_at = NULL, finished_at = NULL,"
-                     " run_after = NULL, updated_at = now() WHERE id = %s", (job_id,))
+        conn.execute(
+            "UPDATE processing_jobs SET status = 'pending', attempts = 0, last_error = NULL, error_kind = NULL,"
+            " progress_done = 0, progress_total = NULL, stage = NULL, started_at = NULL, finished_at = NULL,"
+            " run_after = NULL, updated_at = now() WHERE id = %s",
+            (job_id,),
+        )
     enqueue(services, [job_id])
     return get_job(services, job_id)
 
 
-def requeue_skipped(services: Services, task: Optional[str] = None) -> list[dict]:
+def requeue_skipped(services: Services, task: str | None = None) -> list[dict]:
     """Queue the skipped jobs whose feature flags are now on (after a flag was turned on)."""
     enabled = [t for t in TASKS if not disabled_flags(services.settings, t) and (task is None or t == task)]
     if not enabled:
@@ -238,24 +279,33 @@ def requeue_skipped(services: Services, task: Optional[str] = None) -> list[dict
             "UPDATE processing_jobs j SET status = 'pending', skip_reason = NULL, enable_with = NULL, finished_at = NULL,"
             " updated_at = now() WHERE j.status = 'skipped' AND j.task = ANY(%s) AND NOT EXISTS ("
             "  SELECT 1 FROM processing_jobs o WHERE o.media_id = j.media_id AND o.task = j.task"
-            "  AND o.status IN ('pending','queued','processing')) RETURNING j.id", (enabled,)).fetchall()
+            "  AND o.status IN ('pending','queued','processing')) RETURNING j.id",
+            (enabled,),
+        ).fetchall()
     enqueue(services, [r["id"] for r in rows])
     return [get_job(services, r["id"]) for r in rows]
 
 
-def reprocess(services: Services, item: dict, tasks: Optional[list[str]] = None,
-              parameters: Optional[dict] = None) -> list[dict]:
+def reprocess(
+    services: Services, item: dict, tasks: list[str] | None = None, parameters: dict | None = None
+) -> list[dict]:
     """New jobs for an item (all its tasks, or the ones named), optionally with new parameters."""
     applicable = [t.name for t in tasks_for_kind(item["kind"])]
     tasks = tasks or applicable
     wrong = [t for t in tasks if t not in applicable]
     if wrong:
-        raise JobError(f"task(s) {', '.join(wrong)} do not apply to a {item['kind']}; choose from {', '.join(applicable)}",
-                       400, "bad_request")
+        raise JobError(
+            f"task(s) {', '.join(wrong)} do not apply to a {item['kind']}; choose from {', '.join(applicable)}",
+            400,
+            "bad_request",
+        )
     created = []
     with services.db.connection() as conn:
-        busy = conn.execute("SELECT task FROM processing_jobs WHERE media_id = %s AND task = ANY(%s)"
-                            " AND status IN ('pending','queued','processing')", (item["id"], tasks)).fetchall()
+        busy = conn.execute(
+            "SELECT task FROM processing_jobs WHERE media_id = %s AND task = ANY(%s)"
+            " AND status IN ('pending','queued','processing')",
+            (item["id"], tasks),
+        ).fetchall()
         if busy:
             raise JobError(f"already running for this item: {', '.join(r['task'] for r in busy)}; cancel it first")
         for task in tasks:
@@ -264,7 +314,7 @@ def reprocess(services: Services, item: dict, tasks: Optional[list[str]] = None,
     return [get_job(services, j["id"]) for j in created]
 
 
-def get_job(services: Services, job_id: Any) -> Optional[dict]:
+def get_job(services: Services, job_id: Any) -> dict | None:
     return services.db.fetchone("SELECT * FROM processing_jobs WHERE id = %s", (job_id,))
 
 
@@ -280,8 +330,7 @@ def queue_stats(services: Services) -> dict:
         workers = live_workers(services)
     except Exception:
         redis_depth, workers = None, []
-    return {"by_status": by_status, "by_task": by_task, "redis_queue_length": redis_depth,
-            "workers": workers}
+    return {"by_status": by_status, "by_task": by_task, "redis_queue_length": redis_depth, "workers": workers}
 
 
 def live_workers(services: Services) -> list[dict]:
@@ -289,10 +338,16 @@ def live_workers(services: Services) -> list[dict]:
 
     out = []
     for w in Worker.all(queue=services.queue):
-        out.append({"name": w.name, "state": w.get_state(), "current_job": w.get_current_job_id(),
-                    "last_heartbeat": w.last_heartbeat.isoformat() if w.last_heartbeat else None})
+        out.append(
+            {
+                "name": w.name,
+                "state": w.get_state(),
+                "current_job": w.get_current_job_id(),
+                "last_heartbeat": w.last_heartbeat.isoformat() if w.last_heartbeat else None,
+            }
+        )
     return out
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

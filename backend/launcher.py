@@ -1,6 +1,7 @@
 """``python -m backend run``: everything in one terminal. Starts PostgreSQL and Redis under DATA_DIR
 when the configured ones do not answer, applies migrations, then runs the web server, one worker
 and the AI HTTP service, with their logs prefixed, and stops all of it cleanly on Ctrl-C."""
+
 from __future__ import annotations
 
 import logging
@@ -36,14 +37,40 @@ def run_all(settings: Settings, workers: int = 1, with_ai: bool = True) -> int:
         log.info("applied migrations %s", ", ".join(applied))
     env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
     commands = {
-        "web": [sys.executable, "-m", "gunicorn", "--bind", f"{settings.host}:{settings.port}", "--workers", "2",
-                "--threads", "8", "--timeout", "0", "--access-logfile", "-", "backend.wsgi:app"],
+        "web": [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{settings.host}:{settings.port}",
+            "--workers",
+            "2",
+            "--threads",
+            "8",
+            "--timeout",
+            "0",
+            "--access-logfile",
+            "-",
+            "backend.wsgi:app",
+        ],
     }
     for n in range(workers):
         commands["worker" if workers == 1 else f"worker{n + 1}"] = [sys.executable, "-m", "backend", "worker"]
     if with_ai:
-        commands["ai"] = [sys.executable, "-m", "gunicorn", "--bind", f"{settings.ai_host}:{settings.ai_port}",
-                          "--workers", "1", "--threads", "4", "--timeout", "0", "ai.wsgi:app"]
+        commands["ai"] = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"{settings.ai_host}:{settings.ai_port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--timeout",
+            "0",
+            "ai.wsgi:app",
+        ]
     children: dict[str, subprocess.Popen] = {}
     tty = sys.stdout.isatty()
     stopping = threading.Event()
@@ -55,12 +82,22 @@ def run_all(settings: Settings, workers: int = 1, with_ai: bool = True) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         for name, cmd in commands.items():
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    bufsize=1, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                start_new_session=True,
+            )
             children[name] = proc
             threading.Thread(target=_pump, args=(name, proc.stdout, tty), daemon=True).start()
-        print(f"\nParallax is running: http://{settings.host}:{settings.port}/  (API docs at /docs,"
-              f" AI service on {settings.ai_host}:{settings.ai_port}). Press Ctrl-C to stop.\n", flush=True)
+        print(
+            f"\nParallax is running: http://{settings.host}:{settings.port}/  (API docs at /docs,"
+            f" AI service on {settings.ai_host}:{settings.ai_port}). Press Ctrl-C to stop.\n",
+            flush=True,
+        )
         exit_code = 0
         while not stopping.wait(0.5):
             for name, proc in children.items():
@@ -84,4 +121,3 @@ def run_all(settings: Settings, workers: int = 1, with_ai: bool = True) -> int:
         if stack is not None:
             stack.stop()
         print("stopped.", flush=True)
-

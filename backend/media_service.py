@@ -1,5 +1,6 @@
 """Taking media in: identify it by content, store it once (deduplicated by SHA-256), record its
 metadata and create its jobs. Shared by uploads and the Immich import."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import psycopg
 
@@ -22,9 +22,18 @@ from backend.services import Services
 log = logging.getLogger(__name__)
 
 EXTENSIONS = {
-    "image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
-    "image/tiff": ".tif", "image/bmp": ".bmp", "image/heic": ".heic", "image/avif": ".avif",
-    "video/mp4": ".mp4", "video/webm": ".webm", "video/x-matroska": ".mkv", "video/x-msvideo": ".avi",
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "image/tiff": ".tif",
+    "image/bmp": ".bmp",
+    "image/heic": ".heic",
+    "image/avif": ".avif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/x-matroska": ".mkv",
+    "video/x-msvideo": ".avi",
 }
 
 
@@ -35,7 +44,7 @@ class IngestResult:
     jobs: list[dict] = field(default_factory=list)
 
 
-def display_name(name: Optional[str]) -> str:
+def display_name(name: str | None) -> str:
     """The client's file name, reduced to something safe to show and to put in a header: no path
     parts, no control characters, bounded length. It is never used to build a path."""
     name = (name or "").replace("\\", "/").split("/")[-1]
@@ -52,7 +61,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _captured(info: MediaInfo) -> Optional[datetime]:
+def _captured(info: MediaInfo) -> datetime | None:
     if not info.captured_at:
         return None
     try:
@@ -63,14 +72,21 @@ def _captured(info: MediaInfo) -> Optional[datetime]:
 
 def _item_columns(info: MediaInfo) -> dict:
     return {
-        "kind": info.kind, "mime_type": info.mime_type, "format": info.format,
-        "width": info.width, "height": info.height, "duration_s": info.duration, "fps": info.fps,
-        "frame_count": info.frame_count, "rotation": info.rotation, "has_audio": info.has_audio,
+        "kind": info.kind,
+        "mime_type": info.mime_type,
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+        "duration_s": info.duration,
+        "fps": info.fps,
+        "frame_count": info.frame_count,
+        "rotation": info.rotation,
+        "has_audio": info.has_audio,
         "captured_at": _captured(info),
     }
 
 
-def find_item(services: Services, item_id) -> Optional[dict]:
+def find_item(services: Services, item_id) -> dict | None:
     try:
         uuid.UUID(str(item_id))
     except ValueError:
@@ -78,9 +94,16 @@ def find_item(services: Services, item_id) -> Optional[dict]:
     return services.db.fetchone("SELECT * FROM media_items WHERE id = %s", (item_id,))
 
 
-def ingest_file(services: Services, tmp_path: Path, original_filename: Optional[str], *, source: str = "upload",
-                immich_asset_id: Optional[str] = None, immich_checksum: Optional[str] = None,
-                metadata: Optional[dict] = None) -> IngestResult:
+def ingest_file(
+    services: Services,
+    tmp_path: Path,
+    original_filename: str | None,
+    *,
+    source: str = "upload",
+    immich_asset_id: str | None = None,
+    immich_checksum: str | None = None,
+    metadata: dict | None = None,
+) -> IngestResult:
     """Store a file that was written to ``tmp_path`` (under MEDIA_ROOT/tmp). The temp file is always
     consumed: moved into place, or removed if the bytes are already stored or are not valid media.
     Raises ai.errors.InvalidMediaError with the reason for bad input."""
@@ -103,9 +126,18 @@ def ingest_file(services: Services, tmp_path: Path, original_filename: Optional[
                     " %(rel)s, %(source)s, %(immich)s, %(checksum)s, %(meta)s, %(kind)s, %(mime_type)s, %(format)s,"
                     " %(width)s, %(height)s, %(duration_s)s, %(fps)s, %(frame_count)s, %(rotation)s, %(has_audio)s,"
                     " %(captured_at)s) RETURNING *",
-                    {**cols, "id": item_id, "sha": digest, "name": display_name(original_filename),
-                     "size": tmp_path.stat().st_size, "rel": rel, "source": source, "immich": immich_asset_id,
-                     "checksum": immich_checksum, "meta": jsonb({"probe": info.extra, **(metadata or {})})},
+                    {
+                        **cols,
+                        "id": item_id,
+                        "sha": digest,
+                        "name": display_name(original_filename),
+                        "size": tmp_path.stat().st_size,
+                        "rel": rel,
+                        "source": source,
+                        "immich": immich_asset_id,
+                        "checksum": immich_checksum,
+                        "meta": jsonb({"probe": info.extra, **(metadata or {})}),
+                    },
                 ).fetchone()
                 created_jobs = jobs.create_jobs_for_item(conn, services.settings, item)
                 services.storage.place(tmp_path, rel)
@@ -122,19 +154,25 @@ def ingest_file(services: Services, tmp_path: Path, original_filename: Optional[
             tmp_path.unlink()
 
 
-def _link_immich(services: Services, item: dict, asset_id: Optional[str], checksum: Optional[str]) -> dict:
+def _link_immich(services: Services, item: dict, asset_id: str | None, checksum: str | None) -> dict:
     if not asset_id or item.get("immich_asset_id"):
         return item
     try:
-        return services.db.fetchone(
-            "UPDATE media_items SET immich_asset_id = %s, immich_checksum = %s, updated_at = now() WHERE id = %s"
-            " RETURNING *", (asset_id, checksum, item["id"])) or item
+        return (
+            services.db.fetchone(
+                "UPDATE media_items SET immich_asset_id = %s, immich_checksum = %s, updated_at = now() WHERE id = %s"
+                " RETURNING *",
+                (asset_id, checksum, item["id"]),
+            )
+            or item
+        )
     except psycopg.errors.UniqueViolation:
         return item
 
 
-def replace_original(services: Services, item: dict, tmp_path: Path, *, immich_checksum: Optional[str] = None,
-                     metadata: Optional[dict] = None) -> IngestResult:
+def replace_original(
+    services: Services, item: dict, tmp_path: Path, *, immich_checksum: str | None = None, metadata: dict | None = None
+) -> IngestResult:
     """Swap an item's original for new bytes (an Immich asset that was edited), drop results made
     from the old bytes and queue fresh jobs."""
     tmp_path = Path(tmp_path)
@@ -143,11 +181,15 @@ def replace_original(services: Services, item: dict, tmp_path: Path, *, immich_c
         info = probe_media(tmp_path, max_pixels=services.settings.max_image_pixels)
         rel = f"{services.storage.item_rel(item['id'])}/original{EXTENSIONS.get(info.mime_type, '.bin')}"
         with services.db.connection() as conn:
-            conn.execute("UPDATE processing_jobs SET status = 'cancelled', finished_at = now(), updated_at = now(),"
-                         " stage = 'superseded by a new original' WHERE media_id = %s AND status IN"
-                         " ('pending','queued','processing')", (item["id"],))
-            old_assets = conn.execute("DELETE FROM derived_assets WHERE media_id = %s RETURNING path",
-                                      (item["id"],)).fetchall()
+            conn.execute(
+                "UPDATE processing_jobs SET status = 'cancelled', finished_at = now(), updated_at = now(),"
+                " stage = 'superseded by a new original' WHERE media_id = %s AND status IN"
+                " ('pending','queued','processing')",
+                (item["id"],),
+            )
+            old_assets = conn.execute(
+                "DELETE FROM derived_assets WHERE media_id = %s RETURNING path", (item["id"],)
+            ).fetchall()
             cols = _item_columns(info)
             updated = conn.execute(
                 "UPDATE media_items SET sha256 = %(sha)s, size_bytes = %(size)s, storage_path = %(rel)s,"
@@ -156,8 +198,16 @@ def replace_original(services: Services, item: dict, tmp_path: Path, *, immich_c
                 " duration_s = %(duration_s)s, fps = %(fps)s, frame_count = %(frame_count)s, rotation = %(rotation)s,"
                 " has_audio = %(has_audio)s, captured_at = %(captured_at)s, updated_at = now() WHERE id = %(id)s"
                 " RETURNING *",
-                {**cols, "sha": digest, "size": tmp_path.stat().st_size, "rel": rel, "checksum": immich_checksum,
-                 "meta": jsonb(metadata or {}), "id": item["id"]}).fetchone()
+                {
+                    **cols,
+                    "sha": digest,
+                    "size": tmp_path.stat().st_size,
+                    "rel": rel,
+                    "checksum": immich_checksum,
+                    "meta": jsonb(metadata or {}),
+                    "id": item["id"],
+                },
+            ).fetchone()
             created_jobs = jobs.create_jobs_for_item(conn, services.settings, updated)
             services.storage.place(tmp_path, rel)
         if item["storage_path"] != rel:
@@ -173,7 +223,10 @@ def replace_original(services: Services, item: dict, tmp_path: Path, *, immich_c
 
 def delete_item(services: Services, item: dict) -> None:
     with services.db.connection() as conn:
-        conn.execute("UPDATE processing_jobs SET status = 'cancelled', finished_at = now() WHERE media_id = %s"
-                     " AND status IN ('pending','queued','processing')", (item["id"],))
+        conn.execute(
+            "UPDATE processing_jobs SET status = 'cancelled', finished_at = now() WHERE media_id = %s"
+            " AND status IN ('pending','queued','processing')",
+            (item["id"],),
+        )
         conn.execute("DELETE FROM media_items WHERE id = %s", (item["id"],))
     services.storage.delete_item(item["id"])

@@ -1,4 +1,5 @@
 """The OpenAPI 3.1 description of the backend's API (served at /api/openapi.json, browsable at /docs)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,24 +8,37 @@ ERROR = {"$ref": "#/components/responses/Error"}
 
 
 def _json(schema_ref: str, description: str = "OK") -> dict:
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
+    }
 
 
 def _file(description: str, *types: str) -> dict:
-    return {"description": description, "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in types}}
+    return {
+        "description": description,
+        "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in types},
+    }
 
 
 def _id(name: str = "item_id", what: str = "media item") -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"},
-            "description": f"the {what}'s id"}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+        "description": f"the {what}'s id",
+    }
 
 
 def _q(name: str, schema: dict, description: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-PAGE = [_q("page", {"type": "integer", "minimum": 1, "default": 1}, "page number"),
-        _q("per_page", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "items per page")]
+PAGE = [
+    _q("page", {"type": "integer", "minimum": 1, "default": 1}, "page number"),
+    _q("per_page", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "items per page"),
+]
 
 JOB_STATUS = ["pending", "queued", "processing", "completed", "failed", "cancelled", "skipped"]
 TASKS = ["depth", "cutout", "video_depth", "video_cutout", "immich_import"]
@@ -35,147 +49,421 @@ def build_spec() -> dict[str, Any]:
     nullable_int = {"type": ["integer", "null"]}
     nullable_num = {"type": ["number", "null"]}
     schemas = {
-        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-            "type": "object", "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-        "Item": {"type": "object", "properties": {
-            "id": {"type": "string", "format": "uuid"}, "kind": {"enum": ["photo", "video"]},
-            "original_filename": {"type": "string"}, "mime_type": {"type": "string"}, "size_bytes": {"type": "integer"},
-            "sha256": {"type": "string"}, "width": nullable_int, "height": nullable_int, "duration": nullable_num,
-            "fps": nullable_num, "frame_count": nullable_int, "rotation": {"type": "integer"},
-            "has_audio": {"type": "boolean"}, "captured_at": nullable_str, "source": {"enum": ["upload", "immich"]},
-            "immich_asset_id": nullable_str, "immich_url": nullable_str,
-            "status": {"type": ["string", "null"], "description": "made of the newest job of each task"},
-            "created_at": {"type": "string"}, "original_url": {"type": "string"}}},
-        "Job": {"type": "object", "properties": {
-            "id": {"type": "string", "format": "uuid"}, "media_id": {"type": ["string", "null"]},
-            "task": {"enum": TASKS}, "status": {"enum": JOB_STATUS}, "parameters": {"type": "object"},
-            "progress": {"type": "object", "properties": {"done": {"type": "integer"}, "total": nullable_int,
-                                                           "stage": nullable_str}},
-            "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"},
-            "error": {"type": ["string", "null"], "description": "what went wrong, in words a user understands"},
-            "error_kind": nullable_str, "skip_reason": nullable_str,
-            "enable_with": {"type": ["string", "null"], "description": "the variable(s) that enable a skipped task"},
-            "timeout_s": nullable_int, "result": {"type": ["object", "null"]},
-            "created_at": {"type": "string"}, "queued_at": nullable_str, "started_at": nullable_str,
-            "finished_at": nullable_str, "url": {"type": "string"}}},
-        "Asset": {"type": "object", "properties": {
-            "id": {"type": "string"}, "media_id": {"type": "string"}, "job_id": nullable_str,
-            "kind": {"enum": ["depth", "depth_frames", "cutout", "cutout_video"]}, "variant": {"type": "string"},
-            "model": nullable_str, "parameters": {"type": "object"}, "mime_type": {"type": "string"},
-            "size_bytes": {"type": "integer"}, "width": nullable_int, "height": nullable_int,
-            "metadata": {"type": "object"}, "url": nullable_str}},
-        "ItemDetail": {"type": "object", "properties": {
-            "item": {"$ref": "#/components/schemas/Item"},
-            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-            "assets": {"type": "array", "items": {"$ref": "#/components/schemas/Asset"}},
-            "duplicate": {"type": "boolean"}}},
-        "UploadResult": {"type": "object", "properties": {
-            "item": {"$ref": "#/components/schemas/Item"},
-            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-            "duplicate": {"type": "boolean"}}},
-        "ItemList": {"type": "object", "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
-            "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}},
-        "JobList": {"type": "object", "properties": {
-            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-            "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}},
-        "Manifest": {"type": "object", "description": "depth frames for the viewer; a photo has one frame",
-                     "properties": {
-                         "version": {"type": "integer"}, "media_id": {"type": "string"}, "kind": {"enum": ["photo", "video"]},
-                         "model": nullable_str, "method": nullable_str, "requested_fps": nullable_num,
-                         "effective_fps": nullable_num, "frame_width": {"type": "integer"},
-                         "frame_height": {"type": "integer"}, "frame_count": {"type": "integer"},
-                         "polarity": {"enum": ["near_dark", "near_bright"]},
-                         "frames": {"type": "array", "items": {"type": "object", "properties": {
-                             "index": {"type": "integer"}, "time": {"type": "number"},
-                             "depth_url": {"type": "string"}, "color_url": nullable_str}}},
-                         "source_url": {"type": "string"}}},
-        "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "degraded", "error"]},
-                                                    "checks": {"type": "object"}}},
-        "Reprocess": {"type": "object", "properties": {
-            "tasks": {"type": "array", "items": {"enum": TASKS[:4]}},
-            "parameters": {"type": "object", "description": "fps, max_frames, method, height, bit_depth, polarity,"
-                                                            " include_color, model, background, output, prores"}}},
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                }
+            },
+        },
+        "Item": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "kind": {"enum": ["photo", "video"]},
+                "original_filename": {"type": "string"},
+                "mime_type": {"type": "string"},
+                "size_bytes": {"type": "integer"},
+                "sha256": {"type": "string"},
+                "width": nullable_int,
+                "height": nullable_int,
+                "duration": nullable_num,
+                "fps": nullable_num,
+                "frame_count": nullable_int,
+                "rotation": {"type": "integer"},
+                "has_audio": {"type": "boolean"},
+                "captured_at": nullable_str,
+                "source": {"enum": ["upload", "immich"]},
+                "immich_asset_id": nullable_str,
+                "immich_url": nullable_str,
+                "status": {"type": ["string", "null"], "description": "made of the newest job of each task"},
+                "created_at": {"type": "string"},
+                "original_url": {"type": "string"},
+            },
+        },
+        "Job": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "media_id": {"type": ["string", "null"]},
+                "task": {"enum": TASKS},
+                "status": {"enum": JOB_STATUS},
+                "parameters": {"type": "object"},
+                "progress": {
+                    "type": "object",
+                    "properties": {"done": {"type": "integer"}, "total": nullable_int, "stage": nullable_str},
+                },
+                "attempts": {"type": "integer"},
+                "max_attempts": {"type": "integer"},
+                "error": {"type": ["string", "null"], "description": "what went wrong, in words a user understands"},
+                "error_kind": nullable_str,
+                "skip_reason": nullable_str,
+                "enable_with": {
+                    "type": ["string", "null"],
+                    "description": "the variable(s) that enable a skipped task",
+                },
+                "timeout_s": nullable_int,
+                "result": {"type": ["object", "null"]},
+                "created_at": {"type": "string"},
+                "queued_at": nullable_str,
+                "started_at": nullable_str,
+                "finished_at": nullable_str,
+                "url": {"type": "string"},
+            },
+        },
+        "Asset": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "media_id": {"type": "string"},
+                "job_id": nullable_str,
+                "kind": {"enum": ["depth", "depth_frames", "cutout", "cutout_video"]},
+                "variant": {"type": "string"},
+                "model": nullable_str,
+                "parameters": {"type": "object"},
+                "mime_type": {"type": "string"},
+                "size_bytes": {"type": "integer"},
+                "width": nullable_int,
+                "height": nullable_int,
+                "metadata": {"type": "object"},
+                "url": nullable_str,
+            },
+        },
+        "ItemDetail": {
+            "type": "object",
+            "properties": {
+                "item": {"$ref": "#/components/schemas/Item"},
+                "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                "assets": {"type": "array", "items": {"$ref": "#/components/schemas/Asset"}},
+                "duplicate": {"type": "boolean"},
+            },
+        },
+        "UploadResult": {
+            "type": "object",
+            "properties": {
+                "item": {"$ref": "#/components/schemas/Item"},
+                "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                "duplicate": {"type": "boolean"},
+            },
+        },
+        "ItemList": {
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
+                "page": {"type": "integer"},
+                "per_page": {"type": "integer"},
+                "total": {"type": "integer"},
+            },
+        },
+        "JobList": {
+            "type": "object",
+            "properties": {
+                "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                "page": {"type": "integer"},
+                "per_page": {"type": "integer"},
+                "total": {"type": "integer"},
+            },
+        },
+        "Manifest": {
+            "type": "object",
+            "description": "depth frames for the viewer; a photo has one frame",
+            "properties": {
+                "version": {"type": "integer"},
+                "media_id": {"type": "string"},
+                "kind": {"enum": ["photo", "video"]},
+                "model": nullable_str,
+                "method": nullable_str,
+                "requested_fps": nullable_num,
+                "effective_fps": nullable_num,
+                "frame_width": {"type": "integer"},
+                "frame_height": {"type": "integer"},
+                "frame_count": {"type": "integer"},
+                "polarity": {"enum": ["near_dark", "near_bright"]},
+                "frames": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "time": {"type": "number"},
+                            "depth_url": {"type": "string"},
+                            "color_url": nullable_str,
+                        },
+                    },
+                },
+                "source_url": {"type": "string"},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"enum": ["ok", "degraded", "error"]}, "checks": {"type": "object"}},
+        },
+        "Reprocess": {
+            "type": "object",
+            "properties": {
+                "tasks": {"type": "array", "items": {"enum": TASKS[:4]}},
+                "parameters": {
+                    "type": "object",
+                    "description": "fps, max_frames, method, height, bit_depth, polarity,"
+                    " include_color, model, background, output, prores",
+                },
+            },
+        },
     }
     paths: dict[str, Any] = {
-        "/api/health": {"get": {"tags": ["system"], "summary": "Database, Redis, workers and ffmpeg",
-                                "security": [], "responses": {"200": _json("Health"), "503": _json("Health", "core service down")}}},
-        "/api/config": {"get": {"tags": ["system"], "summary": "Effective feature flags and limits (never secrets)",
-                                "responses": {"200": {"description": "OK"}}}},
-        "/api/media/upload": {"post": {
-            "tags": ["media"], "summary": "Upload a photo or video; its type is read from the content",
-            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                "type": "object", "properties": {"media": {"type": "string", "format": "binary"}}, "required": ["media"]}}}},
-            "responses": {"202": _json("UploadResult", "stored; jobs created (skipped where a feature is off)"),
-                          "200": _json("ItemDetail", "the same bytes were already stored: the existing item"),
-                          "400": ERROR, "413": ERROR, "422": ERROR}}},
-        "/api/media": {"get": {"tags": ["media"], "summary": "List media items", "parameters": PAGE + [
-            _q("kind", {"enum": ["photo", "video"]}, "filter by kind"),
-            _q("status", {"enum": ["processing", "completed", "failed", "cancelled", "skipped", "none"]}, "filter by state"),
-            _q("source", {"enum": ["upload", "immich"]}, "filter by where it came from")],
-            "responses": {"200": _json("ItemList"), "400": ERROR}}},
+        "/api/health": {
+            "get": {
+                "tags": ["system"],
+                "summary": "Database, Redis, workers and ffmpeg",
+                "security": [],
+                "responses": {"200": _json("Health"), "503": _json("Health", "core service down")},
+            }
+        },
+        "/api/config": {
+            "get": {
+                "tags": ["system"],
+                "summary": "Effective feature flags and limits (never secrets)",
+                "responses": {"200": {"description": "OK"}},
+            }
+        },
+        "/api/media/upload": {
+            "post": {
+                "tags": ["media"],
+                "summary": "Upload a photo or video; its type is read from the content",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"media": {"type": "string", "format": "binary"}},
+                                "required": ["media"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json("UploadResult", "stored; jobs created (skipped where a feature is off)"),
+                    "200": _json("ItemDetail", "the same bytes were already stored: the existing item"),
+                    "400": ERROR,
+                    "413": ERROR,
+                    "422": ERROR,
+                },
+            }
+        },
+        "/api/media": {
+            "get": {
+                "tags": ["media"],
+                "summary": "List media items",
+                "parameters": PAGE
+                + [
+                    _q("kind", {"enum": ["photo", "video"]}, "filter by kind"),
+                    _q(
+                        "status",
+                        {"enum": ["processing", "completed", "failed", "cancelled", "skipped", "none"]},
+                        "filter by state",
+                    ),
+                    _q("source", {"enum": ["upload", "immich"]}, "filter by where it came from"),
+                ],
+                "responses": {"200": _json("ItemList"), "400": ERROR},
+            }
+        },
         "/api/media/{item_id}": {
-            "get": {"tags": ["media"], "summary": "One item with its jobs and results", "parameters": [_id()],
-                    "responses": {"200": _json("ItemDetail"), "404": ERROR}},
-            "delete": {"tags": ["media"], "summary": "Delete an item with all its files", "parameters": [_id()],
-                       "responses": {"204": {"description": "deleted"}, "404": ERROR}}},
-        "/api/media/{item_id}/original": {"get": {"tags": ["media"], "summary": "Download the original (byte ranges)",
-                                                   "parameters": [_id(), _q("download", {"enum": ["1"]}, "as an attachment")],
-                                                   "responses": {"200": _file("the file", "*/*"), "206": _file("a range", "*/*"), "404": ERROR}}},
-        "/api/media/{item_id}/reprocess": {"post": {
-            "tags": ["media"], "summary": "Run an item's tasks again, optionally with new parameters", "parameters": [_id()],
-            "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reprocess"}}}},
-            "responses": {"202": _json("JobList"), "400": ERROR, "404": ERROR, "409": ERROR}}},
-        "/api/media/{item_id}/depth": {"get": {"tags": ["results"], "summary": "Depth map: PNG for a photo, ZIP for a video",
-                                                "parameters": [_id()],
-                                                "responses": {"200": _file("header X-Depth-Polarity tells which way", "image/png", "application/zip"),
-                                                              "404": ERROR}}},
-        "/api/media/{item_id}/depth/info": {"get": {"tags": ["results"], "summary": "The depth result's metadata",
-                                                     "parameters": [_id()], "responses": {"200": _json("Asset"), "404": ERROR}}},
-        "/api/media/{item_id}/depth/manifest": {"get": {"tags": ["viewer"], "summary": "Frames with times and URLs for the viewer",
-                                                         "parameters": [_id()], "responses": {"200": _json("Manifest"), "304": {"description": "not modified"}, "404": ERROR}}},
-        "/api/media/{item_id}/depth/frames/{index}": {"get": {
-            "tags": ["viewer"], "summary": "One depth frame (PNG), read from the stored ZIP",
-            "parameters": [_id(), {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}],
-            "responses": {"200": _file("depth frame", "image/png"), "304": {"description": "not modified"}, "404": ERROR}}},
-        "/api/media/{item_id}/depth/frames/{index}/color": {"get": {
-            "tags": ["viewer"], "summary": "The matching colour frame",
-            "parameters": [_id(), {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}],
-            "responses": {"200": _file("colour frame", "image/jpeg", "image/png"), "404": ERROR}}},
-        "/api/media/{item_id}/cutout": {"get": {
-            "tags": ["results"], "summary": "Background-removed result; asking for a background not rendered yet queues it",
-            "parameters": [_id(), _q("background", {"type": "string"}, "transparent (default), mask (photos), green, blue, white, black or #rrggbb")],
-            "responses": {"200": _file("PNG for a photo; WebM (alpha) or MP4 for a video", "image/png", "video/webm", "video/mp4"),
-                          "202": {"description": "being rendered; poll the job"}, "400": ERROR, "404": ERROR}}},
-        "/api/jobs": {"get": {"tags": ["jobs"], "summary": "List jobs", "parameters": PAGE + [
-            _q("status", {"enum": JOB_STATUS}, "filter by status"), _q("task", {"enum": TASKS}, "filter by task"),
-            _q("media_id", {"type": "string", "format": "uuid"}, "jobs of one item")],
-            "responses": {"200": _json("JobList"), "400": ERROR}}},
-        "/api/jobs/{job_id}": {"get": {"tags": ["jobs"], "summary": "One job with its progress",
-                                        "parameters": [_id("job_id", "job")], "responses": {"200": _json("Job"), "404": ERROR}}},
-        "/api/jobs/{job_id}/cancel": {"post": {"tags": ["jobs"], "summary": "Cancel a pending, queued or running job",
-                                                "parameters": [_id("job_id", "job")], "responses": {"200": _json("Job"), "404": ERROR, "409": ERROR}}},
-        "/api/jobs/{job_id}/retry": {"post": {"tags": ["jobs"], "summary": "Run a failed or cancelled job again",
-                                               "parameters": [_id("job_id", "job")], "responses": {"202": _json("Job"), "404": ERROR, "409": ERROR}}},
-        "/api/jobs/requeue-skipped": {"post": {"tags": ["jobs"], "summary": "Queue skipped jobs whose feature is now on",
-                                                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"task": {"enum": TASKS}}}}}},
-                                                "responses": {"200": {"description": "what was queued, and what is still off"}}}},
-        "/api/queue/stats": {"get": {"tags": ["jobs"], "summary": "Job counts by status and task, queue length, workers",
-                                      "responses": {"200": {"description": "OK"}}}},
-        "/api/queue/recover": {"post": {"tags": ["jobs"], "summary": "Re-queue work Redis lost and jobs of dead workers",
-                                         "responses": {"200": {"description": "counts of what was recovered"}}}},
+            "get": {
+                "tags": ["media"],
+                "summary": "One item with its jobs and results",
+                "parameters": [_id()],
+                "responses": {"200": _json("ItemDetail"), "404": ERROR},
+            },
+            "delete": {
+                "tags": ["media"],
+                "summary": "Delete an item with all its files",
+                "parameters": [_id()],
+                "responses": {"204": {"description": "deleted"}, "404": ERROR},
+            },
+        },
+        "/api/media/{item_id}/original": {
+            "get": {
+                "tags": ["media"],
+                "summary": "Download the original (byte ranges)",
+                "parameters": [_id(), _q("download", {"enum": ["1"]}, "as an attachment")],
+                "responses": {"200": _file("the file", "*/*"), "206": _file("a range", "*/*"), "404": ERROR},
+            }
+        },
+        "/api/media/{item_id}/reprocess": {
+            "post": {
+                "tags": ["media"],
+                "summary": "Run an item's tasks again, optionally with new parameters",
+                "parameters": [_id()],
+                "requestBody": {
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reprocess"}}}
+                },
+                "responses": {"202": _json("JobList"), "400": ERROR, "404": ERROR, "409": ERROR},
+            }
+        },
+        "/api/media/{item_id}/depth": {
+            "get": {
+                "tags": ["results"],
+                "summary": "Depth map: PNG for a photo, ZIP for a video",
+                "parameters": [_id()],
+                "responses": {
+                    "200": _file("header X-Depth-Polarity tells which way", "image/png", "application/zip"),
+                    "404": ERROR,
+                },
+            }
+        },
+        "/api/media/{item_id}/depth/info": {
+            "get": {
+                "tags": ["results"],
+                "summary": "The depth result's metadata",
+                "parameters": [_id()],
+                "responses": {"200": _json("Asset"), "404": ERROR},
+            }
+        },
+        "/api/media/{item_id}/depth/manifest": {
+            "get": {
+                "tags": ["viewer"],
+                "summary": "Frames with times and URLs for the viewer",
+                "parameters": [_id()],
+                "responses": {"200": _json("Manifest"), "304": {"description": "not modified"}, "404": ERROR},
+            }
+        },
+        "/api/media/{item_id}/depth/frames/{index}": {
+            "get": {
+                "tags": ["viewer"],
+                "summary": "One depth frame (PNG), read from the stored ZIP",
+                "parameters": [
+                    _id(),
+                    {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                ],
+                "responses": {
+                    "200": _file("depth frame", "image/png"),
+                    "304": {"description": "not modified"},
+                    "404": ERROR,
+                },
+            }
+        },
+        "/api/media/{item_id}/depth/frames/{index}/color": {
+            "get": {
+                "tags": ["viewer"],
+                "summary": "The matching colour frame",
+                "parameters": [
+                    _id(),
+                    {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                ],
+                "responses": {"200": _file("colour frame", "image/jpeg", "image/png"), "404": ERROR},
+            }
+        },
+        "/api/media/{item_id}/cutout": {
+            "get": {
+                "tags": ["results"],
+                "summary": "Background-removed result; asking for a background not rendered yet queues it",
+                "parameters": [
+                    _id(),
+                    _q(
+                        "background",
+                        {"type": "string"},
+                        "transparent (default), mask (photos), green, blue, white, black or #rrggbb",
+                    ),
+                ],
+                "responses": {
+                    "200": _file(
+                        "PNG for a photo; WebM (alpha) or MP4 for a video", "image/png", "video/webm", "video/mp4"
+                    ),
+                    "202": {"description": "being rendered; poll the job"},
+                    "400": ERROR,
+                    "404": ERROR,
+                },
+            }
+        },
+        "/api/jobs": {
+            "get": {
+                "tags": ["jobs"],
+                "summary": "List jobs",
+                "parameters": PAGE
+                + [
+                    _q("status", {"enum": JOB_STATUS}, "filter by status"),
+                    _q("task", {"enum": TASKS}, "filter by task"),
+                    _q("media_id", {"type": "string", "format": "uuid"}, "jobs of one item"),
+                ],
+                "responses": {"200": _json("JobList"), "400": ERROR},
+            }
+        },
+        "/api/jobs/{job_id}": {
+            "get": {
+                "tags": ["jobs"],
+                "summary": "One job with its progress",
+                "parameters": [_id("job_id", "job")],
+                "responses": {"200": _json("Job"), "404": ERROR},
+            }
+        },
+        "/api/jobs/{job_id}/cancel": {
+            "post": {
+                "tags": ["jobs"],
+                "summary": "Cancel a pending, queued or running job",
+                "parameters": [_id("job_id", "job")],
+                "responses": {"200": _json("Job"), "404": ERROR, "409": ERROR},
+            }
+        },
+        "/api/jobs/{job_id}/retry": {
+            "post": {
+                "tags": ["jobs"],
+                "summary": "Run a failed or cancelled job again",
+                "parameters": [_id("job_id", "job")],
+                "responses": {"202": _json("Job"), "404": ERROR, "409": ERROR},
+            }
+        },
+        "/api/jobs/requeue-skipped": {
+            "post": {
+                "tags": ["jobs"],
+                "summary": "Queue skipped jobs whose feature is now on",
+                "requestBody": {
+                    "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {"task": {"enum": TASKS}}}}
+                    }
+                },
+                "responses": {"200": {"description": "what was queued, and what is still off"}},
+            }
+        },
+        "/api/queue/stats": {
+            "get": {
+                "tags": ["jobs"],
+                "summary": "Job counts by status and task, queue length, workers",
+                "responses": {"200": {"description": "OK"}},
+            }
+        },
+        "/api/queue/recover": {
+            "post": {
+                "tags": ["jobs"],
+                "summary": "Re-queue work Redis lost and jobs of dead workers",
+                "responses": {"200": {"description": "counts of what was recovered"}},
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Parallax API", "version": "0.1.0",
-                 "description": "Depth maps and cut-outs for an Immich library. Errors are JSON: "
-                                "{\"error\": {\"code\", \"message\"}}. When API_KEY is set, every /api route except "
-                                "/api/health needs the X-API-Key header."},
+        "info": {
+            "title": "Parallax API",
+            "version": "0.1.0",
+            "description": "Depth maps and cut-outs for an Immich library. Errors are JSON: "
+            '{"error": {"code", "message"}}. When API_KEY is set, every /api route except '
+            "/api/health needs the X-API-Key header.",
+        },
         "paths": paths,
-        "components": {"schemas": schemas,
-                       "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
-                       "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+        "components": {
+            "schemas": schemas,
+            "responses": {
+                "Error": {
+                    "description": "error",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+            },
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
         "security": [{"apiKey": []}],
     }
 

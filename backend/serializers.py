@@ -1,13 +1,14 @@
 """JSON shapes of the API's resources (kept in one place so every endpoint agrees)."""
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from backend.settings import Settings
 
 
-def _iso(value: Optional[datetime]) -> Optional[str]:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
@@ -72,7 +73,9 @@ ASSET_URLS = {
 
 
 def asset_json(asset: dict) -> dict[str, Any]:
-    url = ASSET_URLS.get(asset["kind"], "").format(media_id=asset["media_id"], variant=asset["variant"] or "transparent")
+    url = ASSET_URLS.get(asset["kind"], "").format(
+        media_id=asset["media_id"], variant=asset["variant"] or "transparent"
+    )
     return {
         "id": str(asset["id"]),
         "media_id": str(asset["media_id"]),

@@ -3,13 +3,15 @@
 Every variable is documented with its default in ``.env.example``. A bad value stops start-up with a
 message naming the variable and what it accepts.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import TypeVar
 
 from dotenv import load_dotenv
 
@@ -29,14 +31,14 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
 
-    def raw(self, name: str) -> Optional[str]:
+    def raw(self, name: str) -> str | None:
         value = self.env.get(name)
         if value is None:
             return None
         value = value.strip()
         return value or None
 
-    def str(self, name: str, default: Optional[str]) -> Optional[str]:
+    def str(self, name: str, default: str | None) -> str | None:
         value = self.raw(name)
         return default if value is None else value
 
@@ -52,7 +54,7 @@ class _Reader:
     def bool(self, name: str, default: bool) -> bool:
         return self._parse(name, default, parse_bool, "true or false (also 1/0, yes/no, on/off)")
 
-    def int(self, name: str, default: int, minimum: int = 0, maximum: Optional[int] = None) -> int:
+    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
         accepts = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
 
         def parse(v: str) -> int:
@@ -60,6 +62,7 @@ class _Reader:
             if n < minimum or (maximum is not None and n > maximum):
                 raise ValueError(v)
             return n
+
         return self._parse(name, default, parse, accepts)
 
     def float(self, name: str, default: float, minimum: float = 0.0, exclusive: bool = True) -> float:
@@ -70,6 +73,7 @@ class _Reader:
             if n != n or n < minimum or (exclusive and n == minimum):
                 raise ValueError(v)
             return n
+
         return self._parse(name, default, parse, accepts)
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -77,13 +81,15 @@ class _Reader:
             if v.lower() not in choices:
                 raise ValueError(v)
             return v.lower()
+
         return self._parse(name, default, parse, "one of " + ", ".join(choices))
 
-    def url(self, name: str, default: Optional[str], schemes: tuple[str, ...]) -> Optional[str]:
+    def url(self, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
         def parse(v: str) -> str:
             if "://" not in v or v.split("://", 1)[0].lower() not in schemes:
                 raise ValueError(v)
             return v
+
         return self._parse(name, default, parse, "a URL starting with " + " or ".join(s + "://" for s in schemes))
 
     def csv(self, name: str) -> tuple[str, ...]:
@@ -102,7 +108,7 @@ class Settings:
     media_root: Path = Path(".data/media")
     host: str = "127.0.0.1"
     port: int = 8000
-    api_key: Optional[str] = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 2048 * 1024 * 1024
     max_image_pixels: int = 150_000_000
     # Features (costly work is opt-in)
@@ -130,15 +136,15 @@ class Settings:
     ai_host: str = "127.0.0.1"
     ai_port: int = 8001
     # Immich
-    immich_url: Optional[str] = None
-    immich_api_key: Optional[str] = field(default=None, repr=False)
+    immich_url: str | None = None
+    immich_api_key: str | None = field(default=None, repr=False)
     immich_sync_interval_minutes: int = 0
     immich_import_concurrency: int = 3
     immich_album_ids: tuple[str, ...] = ()
-    immich_public_url: Optional[str] = None
+    immich_public_url: str | None = None
 
     @classmethod
-    def from_env(cls, env: Optional[Mapping[str, str]] = None, dotenv: bool = True) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
         if env is None:
             if dotenv:
                 load_dotenv(override=False)
@@ -223,8 +229,11 @@ class Settings:
         """The settings as environment variables, for child processes (worker, AI service)."""
         d = asdict(self)
         out = {
-            "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "QUEUE_NAME": self.queue_name,
-            "DATA_DIR": str(self.data_dir), "MEDIA_ROOT": str(self.media_root),
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "QUEUE_NAME": self.queue_name,
+            "DATA_DIR": str(self.data_dir),
+            "MEDIA_ROOT": str(self.media_root),
             "START_LOCAL_SERVICES": str(self.start_local_services).lower(),
             "MAX_UPLOAD_MB": str(self.max_upload_bytes // (1024 * 1024)),
             "MAX_IMAGE_MEGAPIXELS": str(self.max_image_pixels // 1_000_000),
@@ -232,23 +241,33 @@ class Settings:
             "ENABLE_BACKGROUND_REMOVAL": str(self.enable_background_removal).lower(),
             "ENABLE_EXPERIMENTAL_VIDEO": str(self.enable_experimental_video).lower(),
             "VIDEO_FRAME_EXTRACTION_FPS": str(self.video_frame_extraction_fps),
-            "VIDEO_MAX_FRAMES": str(self.video_max_frames), "VIDEO_FRAME_METHOD": self.video_frame_method,
+            "VIDEO_MAX_FRAMES": str(self.video_max_frames),
+            "VIDEO_FRAME_METHOD": self.video_frame_method,
             "VIDEO_FRAME_HEIGHT": str(self.video_frame_height),
-            "DEPTH_MODEL": self.depth_model, "DEPTH_POLARITY": self.depth_polarity,
-            "DEPTH_BIT_DEPTH": str(self.depth_bit_depth), "SEGMENTATION_MODEL": self.segmentation_model,
+            "DEPTH_MODEL": self.depth_model,
+            "DEPTH_POLARITY": self.depth_polarity,
+            "DEPTH_BIT_DEPTH": str(self.depth_bit_depth),
+            "SEGMENTATION_MODEL": self.segmentation_model,
             "CUTOUT_VIDEO_BACKGROUND": self.cutout_video_background,
             "MODEL_CACHE_DIR": str(self.model_cache_dir),
             "JOB_MAX_ATTEMPTS": str(self.job_max_attempts),
             "JOB_TIMEOUT_BASE_SECONDS": str(self.job_timeout_base_s),
             "JOB_TIMEOUT_PER_FRAME_SECONDS": str(self.job_timeout_per_frame_s),
             "JOB_STALE_AFTER_SECONDS": str(self.job_stale_after_s),
-            "AI_HOST": self.ai_host, "AI_PORT": str(self.ai_port), "HOST": self.host, "PORT": str(self.port),
+            "AI_HOST": self.ai_host,
+            "AI_PORT": str(self.ai_port),
+            "HOST": self.host,
+            "PORT": str(self.port),
             "IMMICH_SYNC_INTERVAL_MINUTES": str(self.immich_sync_interval_minutes),
             "IMMICH_IMPORT_CONCURRENCY": str(self.immich_import_concurrency),
             "IMMICH_ALBUM_IDS": ",".join(self.immich_album_ids),
         }
-        for key, name in (("api_key", "API_KEY"), ("immich_url", "IMMICH_URL"),
-                          ("immich_api_key", "IMMICH_API_KEY"), ("immich_public_url", "IMMICH_PUBLIC_URL")):
+        for key, name in (
+            ("api_key", "API_KEY"),
+            ("immich_url", "IMMICH_URL"),
+            ("immich_api_key", "IMMICH_API_KEY"),
+            ("immich_public_url", "IMMICH_PUBLIC_URL"),
+        ):
             if d[key]:
                 out[name] = d[key]
         return out

@@ -3,13 +3,13 @@
 Everything is written under ``MEDIA_ROOT/tmp`` first and moved into place with an atomic rename
 (same filesystem), so a reader never sees a half-written file.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Optional
 
 
 class Storage:
@@ -17,7 +17,7 @@ class Storage:
         self.root = Path(root).resolve()
         self.tmp = self.root / "tmp"
 
-    def ensure(self) -> "Storage":
+    def ensure(self) -> Storage:
         (self.root / "items").mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         return self
@@ -49,7 +49,7 @@ class Storage:
         os.replace(tmp, dest)
         return dest
 
-    def remove(self, rel: Optional[str]) -> None:
+    def remove(self, rel: str | None) -> None:
         if rel:
             try:
                 self.path(rel).unlink()

@@ -6,12 +6,12 @@ Time limits come from each job's ``job_timeout`` (RQ's SIGALRM death penalty wor
 Cancellation is cooperative: the job's progress reports see the cancelled status and stop.
 A background thread sends heartbeats for the running job and reconciles PostgreSQL with Redis.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Optional
 
 from rq import SimpleWorker
 
@@ -45,7 +45,8 @@ class Supervisor(threading.Thread):
                 if job_id:
                     self.services.db.execute(
                         "UPDATE processing_jobs SET heartbeat_at = now() WHERE id = %s AND status = 'processing'",
-                        (job_id,))
+                        (job_id,),
+                    )
                 if time.monotonic() >= next_reconcile:
                     jobs.reconcile(self.services)
                     self.services.storage.sweep_temp()
@@ -81,8 +82,9 @@ def preload_models(services: Services) -> None:
         log.warning("could not preload models: %s", exc)
 
 
-def run_worker(services: Services, burst: bool = False, preload: bool = False,
-               reconcile_s: Optional[float] = None) -> bool:
+def run_worker(
+    services: Services, burst: bool = False, preload: bool = False, reconcile_s: float | None = None
+) -> bool:
     runner.set_services(services)
     if preload:
         preload_models(services)

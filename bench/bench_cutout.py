@@ -14,6 +14,7 @@ and are an upper bound, NOT the speed of the real models. The table says which i
 The markdown table replaces the "## Background removal" section of docs/performance.md
 (``--no-write`` to only print it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,31 +87,45 @@ def bench_model(name: str, photo: Path, video: Path, photo_runs: int, work: Path
     return results
 
 
-def markdown(rows: list[dict], *, stand_in: bool, photo_desc: str, video_desc: str, photo_runs: int,
-             note: str | None = None) -> str:
+def markdown(
+    rows: list[dict], *, stand_in: bool, photo_desc: str, video_desc: str, photo_runs: int, note: str | None = None
+) -> str:
     import onnxruntime
 
     lines = [SECTION, ""]
     if stand_in:
-        lines += ["**Measured with stand-in models** (tiny ONNX graphs with the real input sizes, no deep "
-                  "network; real model files could not be downloaded on the benchmark machine). These figures "
-                  "show the pipeline's own cost (decoding, rembg pre/post-processing, smoothing, encoding), an "
-                  "upper bound on speed, not the speed of the real models. Run "
-                  "`python bench/bench_cutout.py --model NAME` after `python -m ai download-models "
-                  "--segmentation-model NAME` for real numbers.", ""]
-    lines += [f"- Machine: {cpu_description()}; onnxruntime {onnxruntime.__version__}, "
-              f"providers {', '.join(rows[0]['providers']) if rows else '-'}",
-              f"- Photo: {photo_desc}, {photo_runs} runs after a warm-up (transparent PNG, EXIF applied)",
-              f"- Video: {video_desc}, {rows[0]['frames'] if rows else '-'} frames, full resolution; "
-              "transparent WebM (VP9 + alpha, Opus) and green MP4 (H.264, AAC copied)",
-              f"- Date: {time.strftime('%Y-%m-%d')}; command: `python bench/bench_cutout.py"
-              f"{' --stand-in' if stand_in else ''}`"] + ([f"- Note: {note}"] if note else []) + ["",
-              "| model | load (s) | photo (s each) | photos/s | video fps, WebM alpha | video fps, MP4 colour |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "**Measured with stand-in models** (tiny ONNX graphs with the real input sizes, no deep "
+            "network; real model files could not be downloaded on the benchmark machine). These figures "
+            "show the pipeline's own cost (decoding, rembg pre/post-processing, smoothing, encoding), an "
+            "upper bound on speed, not the speed of the real models. Run "
+            "`python bench/bench_cutout.py --model NAME` after `python -m ai download-models "
+            "--segmentation-model NAME` for real numbers.",
+            "",
+        ]
+    lines += (
+        [
+            f"- Machine: {cpu_description()}; onnxruntime {onnxruntime.__version__}, "
+            f"providers {', '.join(rows[0]['providers']) if rows else '-'}",
+            f"- Photo: {photo_desc}, {photo_runs} runs after a warm-up (transparent PNG, EXIF applied)",
+            f"- Video: {video_desc}, {rows[0]['frames'] if rows else '-'} frames, full resolution; "
+            "transparent WebM (VP9 + alpha, Opus) and green MP4 (H.264, AAC copied)",
+            f"- Date: {time.strftime('%Y-%m-%d')}; command: `python bench/bench_cutout.py"
+            f"{' --stand-in' if stand_in else ''}`",
+        ]
+        + ([f"- Note: {note}"] if note else [])
+        + [
+            "",
+            "| model | load (s) | photo (s each) | photos/s | video fps, WebM alpha | video fps, MP4 colour |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+    )
     for r in rows:
         name = f"{r['model']} (stand-in)" if stand_in else r["model"]
-        lines.append(f"| {name} | {r['load_s']:.2f} | {r['photo_s']:.3f} | {1 / r['photo_s']:.2f} | "
-                     f"{r['webm_fps']:.1f} | {r['mp4_fps']:.1f} |")
+        lines.append(
+            f"| {name} | {r['load_s']:.2f} | {r['photo_s']:.3f} | {1 / r['photo_s']:.2f} | "
+            f"{r['webm_fps']:.1f} | {r['mp4_fps']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -158,9 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     names = args.model or [n for n in SUGGESTED_MODELS if local_model_path(n) is not None]
     missing = [n for n in names if local_model_path(n) is None]
     if missing or not names:
-        print(f"models not downloaded: {', '.join(missing or SUGGESTED_MODELS)}. Run `python -m ai "
-              "download-models --segmentation-model NAME`, or pass --stand-in to measure the pipeline with "
-              "stand-in models.", file=sys.stderr)
+        print(
+            f"models not downloaded: {', '.join(missing or SUGGESTED_MODELS)}. Run `python -m ai "
+            "download-models --segmentation-model NAME`, or pass --stand-in to measure the pipeline with "
+            "stand-in models.",
+            file=sys.stderr,
+        )
         return 2
 
     photo, photo_desc = make_bench_photo(work)
@@ -171,11 +189,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarking {name} ...", file=sys.stderr)
         rows.append(bench_model(name, photo, video, args.photo_runs, work))
     load = max(load_before, os.getloadavg()[0])
-    busy = (f"1-minute load average up to {load:.1f} during the run "
-            f"({'the CPU was shared with other work: expect noise of 30% or more' if load > 1.5 else 'quiet machine'})")
+    busy = (
+        f"1-minute load average up to {load:.1f} during the run "
+        f"({'the CPU was shared with other work: expect noise of 30% or more' if load > 1.5 else 'quiet machine'})"
+    )
     args.note = f"{busy}. {args.note}" if args.note else busy
-    table = markdown(rows, stand_in=args.stand_in, photo_desc=photo_desc, video_desc=video_desc,
-                     photo_runs=args.photo_runs, note=args.note)
+    table = markdown(
+        rows,
+        stand_in=args.stand_in,
+        photo_desc=photo_desc,
+        video_desc=video_desc,
+        photo_runs=args.photo_runs,
+        note=args.note,
+    )
     print(table)
     if not args.no_write:
         write_section(args.doc, table)

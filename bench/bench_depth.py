@@ -11,6 +11,7 @@ the table shows the pipeline's own cost per frame rather than a realistic ratio.
 
 Prints a markdown table and writes it under "## Depth" in docs/performance.md (other sections stay).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,13 +46,21 @@ def child(args: argparse.Namespace) -> None:
     from ai.depth import DepthModel, video_depth
 
     started = time.perf_counter()
-    model = DepthModel(args.model, device=args.device, precision=args.precision, input_size=args.input_size,
-                       batch_size=args.batch_size).load()
+    model = DepthModel(
+        args.model, device=args.device, precision=args.precision, input_size=args.input_size, batch_size=args.batch_size
+    ).load()
     load_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        manifest = video_depth(args.video, Path(tmp) / "out.zip", model=model, fps=args.fps, max_frames=None,
-                               height=args.height, include_color=True)
+        manifest = video_depth(
+            args.video,
+            Path(tmp) / "out.zip",
+            model=model,
+            fps=args.fps,
+            max_frames=None,
+            height=args.height,
+            include_color=True,
+        )
         if model.device.startswith("cuda"):
             torch.cuda.synchronize()
         pipeline_s = time.perf_counter() - started
@@ -73,19 +82,49 @@ def child(args: argparse.Namespace) -> None:
     if model.device.startswith("cuda"):
         torch.cuda.synchronize()
     forward_s = time.perf_counter() - started
-    print(json.dumps({
-        "video": Path(args.video).name, "frames": frames, "frame_size": [manifest["frame_width"], manifest["frame_height"]],
-        "inference_size": [height, width], "load_s": load_s, "pipeline_s": pipeline_s, "forward_s": forward_s,
-        "peak_rss_mib": peak_rss, "zip_mib": zip_mib, "device": model.device, "precision": model.precision,
-        "torch_threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                "video": Path(args.video).name,
+                "frames": frames,
+                "frame_size": [manifest["frame_width"], manifest["frame_height"]],
+                "inference_size": [height, width],
+                "load_s": load_s,
+                "pipeline_s": pipeline_s,
+                "forward_s": forward_s,
+                "peak_rss_mib": peak_rss,
+                "zip_mib": zip_mib,
+                "device": model.device,
+                "precision": model.precision,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def make_long_video(path: Path, seconds: int) -> Path:
     if not path.exists():
         tmp = path.with_suffix(".partial.mp4")
-        subprocess.run(["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=s=640x360:r=30:d={seconds}",
-                        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(tmp)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-y",
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=s=640x360:r=30:d={seconds}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                str(tmp),
+            ],
+            check=True,
+        )
         tmp.rename(path)
     return path
 
@@ -129,8 +168,10 @@ def resolve_model(requested: str | None, work: Path) -> tuple[str, str]:
         from tests.tiny_models import build_tiny_depth_model
 
         tiny = build_tiny_depth_model(work / "tiny-depth-anything")
-        return str(tiny), (f"**tiny random Depth Anything** (`{name}` is not available here: no model hub "
-                           f"access); model times are NOT representative, the pipeline overhead per frame is (it does not depend on the model)")
+        return str(tiny), (
+            f"**tiny random Depth Anything** (`{name}` is not available here: no model hub "
+            f"access); model times are NOT representative, the pipeline overhead per frame is (it does not depend on the model)"
+        )
 
 
 def write_section(markdown: str) -> None:
@@ -142,7 +183,12 @@ def write_section(markdown: str) -> None:
         text = text.rstrip("\n") + "\n\n" + markdown.rstrip("\n") + "\n"
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = "\n".join(lines[:start] + markdown.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])) + "\n"
+        text = (
+            "\n".join(
+                lines[:start] + markdown.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])
+            )
+            + "\n"
+        )
     PERFORMANCE_DOC.write_text(text)
 
 
@@ -176,14 +222,33 @@ def main() -> int:
     real = shared_media("videos", "bottle-detection.mp4")
     if real:
         videos.append(("bottle-detection.mp4 (real, 640x360, 40 s, 179/6 fps)", real))
-    for seconds in ((30,) if args.quick else (30, 300)):
-        videos.append((f"generated 640x360 30 fps, {seconds} s", make_long_video(args.work_dir / f"long-{seconds}s.mp4", seconds)))
+    for seconds in (30,) if args.quick else (30, 300):
+        videos.append(
+            (f"generated 640x360 30 fps, {seconds} s", make_long_video(args.work_dir / f"long-{seconds}s.mp4", seconds))
+        )
 
     rows = []
     for label, path in videos:
-        cmd = [sys.executable, __file__, "--child-video", str(path), "--model", model, "--device", args.device,
-               "--precision", args.precision, "--input-size", str(args.input_size), "--batch-size",
-               str(args.batch_size), "--fps", str(args.fps), "--height", str(args.height)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child-video",
+            str(path),
+            "--model",
+            model,
+            "--device",
+            args.device,
+            "--precision",
+            args.precision,
+            "--input-size",
+            str(args.input_size),
+            "--batch-size",
+            str(args.batch_size),
+            "--fps",
+            str(args.fps),
+            "--height",
+            str(args.height),
+        ]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         result["label"] = label
@@ -208,7 +273,8 @@ def main() -> int:
         table.append(
             f"| {r['label']} | {r['frames']} | {r['inference_size'][0]}x{r['inference_size'][1]} | "
             f"{r['pipeline_s']:.2f} | {r['frames'] / r['pipeline_s']:.2f} | {r['forward_s']:.2f} | "
-            f"{r['pipeline_s'] / r['forward_s']:.2f} | {overhead_ms:.1f} | {r['peak_rss_mib']:.0f} | {r['zip_mib']:.1f} |")
+            f"{r['pipeline_s'] / r['forward_s']:.2f} | {overhead_ms:.1f} | {r['peak_rss_mib']:.0f} | {r['zip_mib']:.1f} |"
+        )
     table += [
         "",
         "Pipeline = probe + ffmpeg decode/scale + resize/normalise + model + PNG/JPEG encode + ZIP, end to "

@@ -1,5 +1,6 @@
 """Shared fixtures: every test run gets its own PostgreSQL database, its own Redis database and queue,
 and its own media folder, against the real servers (started under .data/ when none answers)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -24,8 +24,10 @@ RUN_ID = uuid.uuid4().hex[:10]
 
 
 def _base_urls() -> tuple[str, str]:
-    return (os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-            os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return (
+        os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    )
 
 
 def with_database(url: str, name: str) -> str:
@@ -76,10 +78,14 @@ def base_settings(test_database, test_redis, tmp_path_factory):
     from backend.settings import Settings
 
     env = {
-        "DATABASE_URL": test_database, "REDIS_URL": test_redis, "QUEUE_NAME": f"parallax_test_{RUN_ID}",
-        "DATA_DIR": str(tmp_path_factory.mktemp("data")), "START_LOCAL_SERVICES": "false",
+        "DATABASE_URL": test_database,
+        "REDIS_URL": test_redis,
+        "QUEUE_NAME": f"parallax_test_{RUN_ID}",
+        "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "START_LOCAL_SERVICES": "false",
         "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("models")),
-        "JOB_STALE_AFTER_SECONDS": "10", "JOB_MAX_ATTEMPTS": "3",
+        "JOB_STALE_AFTER_SECONDS": "10",
+        "JOB_MAX_ATTEMPTS": "3",
     }
     settings = Settings.from_env(env)
     return dataclasses.replace(settings, media_root=Path(env["DATA_DIR"]) / "media")
@@ -96,8 +102,9 @@ def services(base_settings):
 
 def _reset(services) -> None:
     with services.db.connection() as conn:
-        conn.execute("TRUNCATE media_items, processing_jobs, derived_assets, immich_import_runs,"
-                     " immich_sync_state CASCADE")
+        conn.execute(
+            "TRUNCATE media_items, processing_jobs, derived_assets, immich_import_runs, immich_sync_state CASCADE"
+        )
     shutil.rmtree(services.storage.root, ignore_errors=True)
     services.storage.ensure()
     claim = services.redis.get("parallax:test-claim")
@@ -135,18 +142,23 @@ def client(app):
 class WorkerProcess:
     """A real ``python -m backend worker`` process with the test's settings."""
 
-    def __init__(self, settings, extra_env: Optional[dict] = None) -> None:
+    def __init__(self, settings, extra_env: dict | None = None) -> None:
         self.settings = settings
         self.extra_env = extra_env or {}
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: subprocess.Popen | None = None
         self.log_path = Path(settings.data_dir) / f"worker-{uuid.uuid4().hex[:6]}.log"
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         env = {**os.environ, **self.settings.as_env(), **self.extra_env, "PYTHONUNBUFFERED": "1"}
         env.pop("API_KEY", None)
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "backend", "worker", "--reconcile-interval", "1"],
-                                     cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend", "worker", "--reconcile-interval", "1"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def kill(self) -> None:
@@ -181,8 +193,13 @@ def start_worker(services):
         worker.stop()
 
 
-def wait_for_job(client, job_id: str, statuses=("completed", "failed", "cancelled", "skipped"), timeout: float = 120,
-                 worker: Optional[WorkerProcess] = None) -> dict:
+def wait_for_job(
+    client,
+    job_id: str,
+    statuses=("completed", "failed", "cancelled", "skipped"),
+    timeout: float = 120,
+    worker: WorkerProcess | None = None,
+) -> dict:
     deadline = time.monotonic() + timeout
     job = None
     while time.monotonic() < deadline:
@@ -190,8 +207,10 @@ def wait_for_job(client, job_id: str, statuses=("completed", "failed", "cancelle
         if job["status"] in statuses:
             return job
         time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {job and job['status']} after {timeout}s"
-                         + (f"\nworker log:\n{worker.log()[-4000:]}" if worker else ""))
+    raise AssertionError(
+        f"job {job_id} still {job and job['status']} after {timeout}s"
+        + (f"\nworker log:\n{worker.log()[-4000:]}" if worker else "")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -206,8 +225,13 @@ def worker_env(tiny_depth_model: Path, **extra) -> dict:
     """Environment for a worker that runs the tiny model fast on CPU."""
     from tests.tiny_models import TINY_DEPTH_INPUT_SIZE
 
-    return {"DEPTH_INPUT_SIZE": TINY_DEPTH_INPUT_SIZE, "AI_DEVICE": "cpu", "AI_PRECISION": "fp32",
-            "HF_HUB_OFFLINE": "1", **extra}
+    return {
+        "DEPTH_INPUT_SIZE": TINY_DEPTH_INPUT_SIZE,
+        "AI_DEVICE": "cpu",
+        "AI_PRECISION": "fp32",
+        "HF_HUB_OFFLINE": "1",
+        **extra,
+    }
 
 
 class LiveStack:
@@ -225,6 +249,7 @@ class LiveStack:
         def call(method, path, *args, **kwargs):
             kwargs.setdefault("timeout", 30)
             return request(method, path if path.startswith("http") else self.url + path, *args, **kwargs)
+
         return call
 
 
@@ -239,14 +264,22 @@ def live_stack(make_app, tiny_depth_model, start_worker, tmp_path):
 
     models = tmp_path / "models"
     build_stand_in_rembg_model(models / "rembg", "isnet-general-use")
-    app = make_app(enable_depth=True, enable_background_removal=True, enable_experimental_video=True,
-                   depth_model=str(tiny_depth_model), model_cache_dir=models, video_frame_extraction_fps=4.0,
-                   video_frame_height=96)
+    app = make_app(
+        enable_depth=True,
+        enable_background_removal=True,
+        enable_experimental_video=True,
+        depth_model=str(tiny_depth_model),
+        model_cache_dir=models,
+        video_frame_extraction_fps=4.0,
+        video_frame_height=96,
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    worker = start_worker(app.extensions["parallax"].settings,
-                          **worker_env(tiny_depth_model, U2NET_HOME=models / "rembg", MODEL_CHECKSUM_DISABLED="1"))
+    worker = start_worker(
+        app.extensions["parallax"].settings,
+        **worker_env(tiny_depth_model, U2NET_HOME=models / "rembg", MODEL_CHECKSUM_DISABLED="1"),
+    )
     yield LiveStack(f"http://127.0.0.1:{server.server_port}", worker)
     server.shutdown()
     thread.join(5)

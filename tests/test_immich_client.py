@@ -1,11 +1,12 @@
 """ImmichClient against a fake Immich server that validates every exchange against Immich's
 official OpenAPI spec (the fixtures fail a test on any spec violation)."""
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_updated_after_is_sent_with_z_and_is_inclusive(fake_immich):
     new = fake_immich.add_photo(updated_at=EPOCH + timedelta(days=3, microseconds=500))
     client = client_for(fake_immich)
 
-    since = datetime(2026, 1, 3, tzinfo=timezone.utc)  # == edge.updated_at
+    since = datetime(2026, 1, 3, tzinfo=UTC)  # == edge.updated_at
     ids = {a.id for a in client.iter_assets(updated_after=since)}
 
     assert ids == {edge.id, new.id} and old.id not in ids
@@ -241,8 +242,10 @@ def test_api_key_never_appears_in_errors_repr_or_logs(fake_immich, caplog):
     messages = [repr(client), str(client)]
     fake_immich.fail("searchAssets", times=1)
     list(client.iter_assets())  # logs a retry warning
-    for failing in (client_for(fake_immich, api_key=secret + "x"),
-                    ImmichClient(closed_port_url(), secret, retries=1, backoff=0)):
+    for failing in (
+        client_for(fake_immich, api_key=secret + "x"),
+        ImmichClient(closed_port_url(), secret, retries=1, backoff=0),
+    ):
         with pytest.raises(Exception) as info:
             list(failing.iter_assets())
         messages += [str(info.value), repr(info.value), repr(failing)]
@@ -321,8 +324,10 @@ def test_fullsize_of_raw_original_follows_redirect_to_a_decodable_preview(fake_i
     with Image.open(fullsize.path) as im:
         assert im.size == (160, 120)
     paths = [p for _, p, _ in fake_immich.requests if raw.id in p]
-    assert paths[-2:] == [f"/api/assets/{raw.id}/thumbnail?size=fullsize",
-                          f"/api/assets/{raw.id}/thumbnail?size=preview"]
+    assert paths[-2:] == [
+        f"/api/assets/{raw.id}/thumbnail?size=fullsize",
+        f"/api/assets/{raw.id}/thumbnail?size=preview",
+    ]
 
 
 def test_fullsize_of_jpeg_original_is_the_original(fake_immich, tmp_path):
@@ -357,10 +362,12 @@ def test_fake_rejects_requests_that_break_the_spec(fake_immich):
     """The validation is real: a body Immich would refuse gets 400 and is recorded."""
     import requests
 
-    bad = requests.post(fake_immich.url + "/api/search/metadata", timeout=5,
-                        headers={"x-api-key": fake_immich.api_key},
-                        json={"page": 0, "updatedAfter": datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat(),
-                              "updatedAftr": "typo"})
+    bad = requests.post(
+        fake_immich.url + "/api/search/metadata",
+        timeout=5,
+        headers={"x-api-key": fake_immich.api_key},
+        json={"page": 0, "updatedAfter": datetime(2026, 1, 1, tzinfo=UTC).isoformat(), "updatedAftr": "typo"},
+    )
     assert bad.status_code == 400
     problems = "\n".join(fake_immich.errors)
     assert "updatedAfter" in problems or "does not match" in problems
@@ -369,12 +376,20 @@ def test_fake_rejects_requests_that_break_the_spec(fake_immich):
 
 
 def test_immich_asset_from_minimal_v2_dict():
-    asset = ImmichAsset.from_api({"id": "x", "type": "IMAGE", "isArchived": True, "checksum": "c",
-                                  "updatedAt": "2024-05-01T10:00:00.000Z", "duration": "0:00:00.00000",
-                                  "exifInfo": {"exifImageWidth": 4000, "exifImageHeight": 3000}})
+    asset = ImmichAsset.from_api(
+        {
+            "id": "x",
+            "type": "IMAGE",
+            "isArchived": True,
+            "checksum": "c",
+            "updatedAt": "2024-05-01T10:00:00.000Z",
+            "duration": "0:00:00.00000",
+            "exifInfo": {"exifImageWidth": 4000, "exifImageHeight": 3000},
+        }
+    )
     assert asset.is_archived and asset.visibility == "archive"
     assert (asset.width, asset.height) == (4000, 3000)
-    assert asset.updated_at == datetime(2024, 5, 1, 10, tzinfo=timezone.utc)
+    assert asset.updated_at == datetime(2024, 5, 1, 10, tzinfo=UTC)
     assert asset.original_filename == "x"
 
 
@@ -393,6 +408,7 @@ def test_url_credentials_are_not_shown():
 
 def test_a_url_that_is_not_immich_is_reported_as_such():
     import threading
+
     from werkzeug.serving import make_server
     from werkzeug.wrappers import Response
 

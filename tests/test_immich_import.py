@@ -1,6 +1,7 @@
 """Immich imports through real worker processes against the spec-validating fake Immich: paging,
 idempotent re-runs, incremental runs, changed files, v2 servers, faults, RAW fall-back, the
 endpoints, the CLI, periodic sync, and the API key kept out of every answer and log."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -59,8 +60,9 @@ def _sha256(data: bytes) -> str:
 
 def _cli(settings, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, services):
@@ -115,7 +117,7 @@ def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, 
     assert rerun["trigger"] == "cli" and _counts(rerun) == (5, 0, 5, 0, 0)
 
     # 3. Incremental: only what changed since the last run started is listed and fetched.
-    fake.set_clock(datetime.now(timezone.utc))
+    fake.set_clock(datetime.now(UTC))
     new_photo = fake.add_photo()
     changed = fake.replace_data(photos[0].id)
     fake.touch(photos[1].id)  # metadata only: listed again, not downloaded
@@ -126,8 +128,9 @@ def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, 
     incremental = _finished_run(client, _start(client), worker)
     assert incremental["status"] == "completed" and incremental["mode"] == "incremental", incremental
     searches = [body for _, _, body in fake.calls("POST", "/api/search/metadata")]
-    assert searches and all(b["updatedAfter"] == format_immich_datetime(parse_immich_datetime(last_success))
-                            for b in searches)
+    assert searches and all(
+        b["updatedAfter"] == format_immich_datetime(parse_immich_datetime(last_success)) for b in searches
+    )
     assert _counts(incremental) == (3, 2, 1, 0, 0)
     assert sorted(_originals(fake)) == sorted([new_photo.id, changed.id])
 
@@ -190,8 +193,11 @@ def test_faults_raw_fallback_and_retrying_failed_assets(make_app, fake_immich, s
     items = _items_by_asset(services)
     assert broken.id not in items
     raw_item = items[raw.id]
-    assert raw_item["metadata"]["immich"] == {**raw_item["metadata"]["immich"], "rendition": "fullsize",
-                                               "original_mime_type": "image/x-adobe-dng"}
+    assert raw_item["metadata"]["immich"] == {
+        **raw_item["metadata"]["immich"],
+        "rendition": "fullsize",
+        "original_mime_type": "image/x-adobe-dng",
+    }
     assert raw_item["mime_type"] == "image/jpeg" and raw_item["sha256"] == _sha256(raw.preview)
     assert raw.id not in _originals(fake)  # a known RAW type goes straight to the rendition
 
@@ -220,8 +226,13 @@ def test_rejected_key_fails_the_run_without_retry_or_leak(make_app, fake_immich,
     assert "API key was rejected" in job["error"]
     run = client.get(started["run"]["url"]).get_json()
     assert run["status"] == "failed" and "API key was rejected" in run["error"]
-    texts = [json.dumps(run), json.dumps(job), client.get("/api/immich/status").get_data(as_text=True),
-             client.get("/api/config").get_data(as_text=True), worker.log()]
+    texts = [
+        json.dumps(run),
+        json.dumps(job),
+        client.get("/api/immich/status").get_data(as_text=True),
+        client.get("/api/config").get_data(as_text=True),
+        worker.log(),
+    ]
     assert not any(wrong_key in text for text in texts)
 
 
@@ -294,8 +305,13 @@ def test_endpoints(make_app, fake_immich, services, caplog):
     assert call("post", "/api/immich/import", json={}).status_code == 202
 
     spec = call("get", "/api/openapi.json").get_json()
-    assert {"/api/immich/status", "/api/immich/test", "/api/immich/import", "/api/immich/imports",
-            "/api/immich/imports/{run_id}"} <= set(spec["paths"])
+    assert {
+        "/api/immich/status",
+        "/api/immich/test",
+        "/api/immich/import",
+        "/api/immich/imports",
+        "/api/immich/imports/{run_id}",
+    } <= set(spec["paths"])
     responses.append(call("get", "/api/config").get_data(as_text=True))
     assert not any(fake.api_key in text for text in responses)
     assert fake.api_key not in caplog.text

@@ -1,4 +1,5 @@
 """The architecture the layout promises: ai/ never imports backend/, and the web process never loads torch."""
+
 import ast
 import subprocess
 import sys
@@ -23,14 +24,19 @@ def test_ai_imports_nothing_from_backend():
 
 
 def test_backend_never_imports_torch_directly():
-    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "backend").rglob("*.py")
-                 if _imports(p) & {"torch", "transformers", "rembg", "onnxruntime"}]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "backend").rglob("*.py")
+        if _imports(p) & {"torch", "transformers", "rembg", "onnxruntime"}
+    ]
     assert offenders == []
 
 
 def test_web_process_and_worker_start_without_loading_torch():
-    code = ("import sys, backend.app, backend.api.media, backend.api.results, backend.worker, backend.tasks.runner,"
-            " backend.cli; print(sorted(m for m in ('torch', 'transformers', 'rembg', 'onnxruntime') if m in sys.modules))")
+    code = (
+        "import sys, backend.app, backend.api.media, backend.api.results, backend.worker, backend.tasks.runner,"
+        " backend.cli; print(sorted(m for m in ('torch', 'transformers', 'rembg', 'onnxruntime') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """Uploads, storage, listing, deletion, flags and the job endpoints (no worker running here)."""
+
 import io
 import struct
 import subprocess
@@ -13,15 +14,19 @@ from tests.media_factory import make_photo, make_video
 
 def _upload(client, path: Path, name: str | None = None, field: str = "media"):
     with open(path, "rb") as fh:
-        return client.post("/api/media/upload", data={field: (fh, name or path.name)},
-                           content_type="multipart/form-data")
+        return client.post(
+            "/api/media/upload", data={field: (fh, name or path.name)}, content_type="multipart/form-data"
+        )
 
 
 def _png_claiming(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 def _files_under(root: Path) -> list[Path]:
@@ -38,8 +43,9 @@ def test_photo_upload_stores_once_and_records_metadata(client, services, tmp_pat
     assert (item["width"], item["height"]) == (100, 200)  # EXIF orientation 6: shown rotated
     assert item["rotation"] == 90
     assert response.headers["Location"] == f"/api/media/{item['id']}"
-    stored = services.storage.path(services.db.fetchone("SELECT storage_path FROM media_items WHERE id = %s",
-                                                        (item["id"],))["storage_path"])
+    stored = services.storage.path(
+        services.db.fetchone("SELECT storage_path FROM media_items WHERE id = %s", (item["id"],))["storage_path"]
+    )
     assert stored.read_bytes() == photo.read_bytes()
     assert item["id"] in str(stored)
     assert client.get(item["original_url"]).data == photo.read_bytes()
@@ -201,8 +207,14 @@ def test_cancel_and_retry_a_queued_job(make_app, services, tmp_path):
 
 def test_redis_flush_loses_nothing(make_app, services, tmp_path):
     client = make_app(enable_depth=True).test_client()
-    ids = [next(j["id"] for j in _upload(client, make_photo(tmp_path / f"p{i}.jpg", seed=i)).get_json()["jobs"]
-                if j["task"] == "depth") for i in range(2)]
+    ids = [
+        next(
+            j["id"]
+            for j in _upload(client, make_photo(tmp_path / f"p{i}.jpg", seed=i)).get_json()["jobs"]
+            if j["task"] == "depth"
+        )
+        for i in range(2)
+    ]
     assert services.queue.count == 2
     services.redis.flushdb()
     assert services.queue.count == 0
@@ -226,8 +238,10 @@ def test_reprocess_with_new_parameters(make_app, tmp_path):
     assert bad.status_code == 400 and "fps" in bad.get_json()["error"]["message"]
     wrong = client.post(f"/api/media/{item['id']}/reprocess", json={"tasks": ["depth"]})
     assert wrong.status_code == 400
-    ok = client.post(f"/api/media/{item['id']}/reprocess",
-                     json={"tasks": ["video_depth"], "parameters": {"fps": 2, "max_frames": 5, "method": "keyframes"}})
+    ok = client.post(
+        f"/api/media/{item['id']}/reprocess",
+        json={"tasks": ["video_depth"], "parameters": {"fps": 2, "max_frames": 5, "method": "keyframes"}},
+    )
     assert ok.status_code == 202
     new = ok.get_json()["jobs"][0]
     assert new["status"] == "queued" and new["parameters"] == {"fps": 2, "max_frames": 5, "method": "keyframes"}
@@ -242,8 +256,11 @@ def test_queue_stats_and_openapi(client, tmp_path):
     from openapi_spec_validator import validate
 
     validate(spec)
-    rules = {str(r.rule).replace("<item_id>", "{item_id}").replace("<job_id>", "{job_id}").replace("<int:index>", "{index}")
-             for r in client.application.url_map.iter_rules() if str(r.rule).startswith("/api/")}
+    rules = {
+        str(r.rule).replace("<item_id>", "{item_id}").replace("<job_id>", "{job_id}").replace("<int:index>", "{index}")
+        for r in client.application.url_map.iter_rules()
+        if str(r.rule).startswith("/api/")
+    }
     documented = set(spec["paths"])
     missing = {r for r in rules if "<" not in r and r not in documented and r != "/api/openapi.json"}
     assert missing == set()

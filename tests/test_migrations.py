@@ -1,4 +1,5 @@
 """Migrations on an empty database, applied twice, and concurrently."""
+
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -6,8 +7,8 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from tests.conftest import with_database
 from backend.db import available_migrations, ensure_database, migrate
+from tests.conftest import with_database
 
 
 @pytest.fixture
@@ -29,7 +30,9 @@ def test_migrations_create_schema_on_an_empty_database(empty_database):
     assert ensure_database(empty_database) is True
     applied = migrate(empty_database)
     assert applied == [v for v, _, _ in available_migrations()]
-    assert {"media_items", "processing_jobs", "derived_assets", "immich_sync_state", "schema_migrations"} <= _tables(empty_database)
+    assert {"media_items", "processing_jobs", "derived_assets", "immich_sync_state", "schema_migrations"} <= _tables(
+        empty_database
+    )
     with psycopg.connect(empty_database) as conn:
         recorded = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
     assert recorded == applied

@@ -1,5 +1,6 @@
 """Jobs through real worker processes with a tiny randomly initialised Depth Anything: round trips,
 bad input, cancellation, time limits, and a worker killed mid-job."""
+
 import io
 import json
 import time
@@ -30,6 +31,7 @@ def _job(body, task):
 def depth_app(make_app, tiny_depth_model):
     def build(**overrides):
         return make_app(enable_depth=True, depth_model=str(tiny_depth_model), **overrides)
+
     return build
 
 
@@ -138,8 +140,9 @@ def _wait_progress(client, job_id, at_least=3, timeout=90):
 
 
 def test_cancel_a_running_job(depth_app, start_worker, tiny_depth_model, services, tmp_path):
-    app = depth_app(enable_experimental_video=True, video_frame_extraction_fps=15.0, video_max_frames=600,
-                    video_frame_height=64)
+    app = depth_app(
+        enable_experimental_video=True, video_frame_extraction_fps=15.0, video_max_frames=600, video_frame_height=64
+    )
     client = app.test_client()
     body, job = _long_video_job(client, tmp_path)
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
@@ -156,8 +159,14 @@ def test_cancel_a_running_job(depth_app, start_worker, tiny_depth_model, service
 
 
 def test_time_limit_stops_a_job(depth_app, start_worker, tiny_depth_model, tmp_path):
-    app = depth_app(enable_experimental_video=True, video_frame_extraction_fps=15.0, video_max_frames=600,
-                    video_frame_height=64, job_timeout_base_s=1, job_timeout_per_frame_s=0.001)
+    app = depth_app(
+        enable_experimental_video=True,
+        video_frame_extraction_fps=15.0,
+        video_max_frames=600,
+        video_frame_height=64,
+        job_timeout_base_s=1,
+        job_timeout_per_frame_s=0.001,
+    )
     client = app.test_client()
     body, job = _long_video_job(client, tmp_path)
     assert job["timeout_s"] == 1
@@ -168,8 +177,13 @@ def test_time_limit_stops_a_job(depth_app, start_worker, tiny_depth_model, tmp_p
 
 
 def test_worker_killed_mid_job_is_recovered(depth_app, start_worker, tiny_depth_model, services, tmp_path):
-    app = depth_app(enable_experimental_video=True, video_frame_extraction_fps=15.0, video_max_frames=600,
-                    video_frame_height=64, job_stale_after_s=5)
+    app = depth_app(
+        enable_experimental_video=True,
+        video_frame_extraction_fps=15.0,
+        video_max_frames=600,
+        video_frame_height=64,
+        job_stale_after_s=5,
+    )
     client = app.test_client()
     settings = app.extensions["parallax"].settings
     body, job = _long_video_job(client, tmp_path)
@@ -181,8 +195,10 @@ def test_worker_killed_mid_job_is_recovered(depth_app, start_worker, tiny_depth_
     final = wait_for_job(client, job["id"], worker=second, timeout=180)
     assert final["status"] == "completed", final
     assert final["attempts"] == 2
-    assert services.db.fetchone("SELECT count(*) AS n FROM derived_assets WHERE media_id = %s",
-                                (body["item"]["id"],))["n"] == 1
+    assert (
+        services.db.fetchone("SELECT count(*) AS n FROM derived_assets WHERE media_id = %s", (body["item"]["id"],))["n"]
+        == 1
+    )
     assert list(services.storage.tmp.iterdir()) == []
 
 
@@ -240,6 +256,10 @@ def test_video_cutout_with_sound_through_the_worker(live_stack, tmp_path):
     out = tmp_path / "cut.webm"
     out.write_bytes(webm.content)
     import subprocess
-    streams = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
-                              str(out)], capture_output=True, text=True).stdout.split()
+
+    streams = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", str(out)],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert streams == ["vp9", "opus"]

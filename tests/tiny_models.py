@@ -1,5 +1,6 @@
 """Tiny randomly initialised models saved like real ones, so tests load them through the same
 ``from_pretrained`` path as a downloaded model (the model hubs are not reachable from CI)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,21 +18,30 @@ def build_tiny_depth_model(path: Path | str, seed: int = 0) -> Path:
     Returns the folder, usable as DEPTH_MODEL. Idempotent: an existing complete folder is reused.
     """
     import torch
-    from transformers import (DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config,
-                              DPTImageProcessor)
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
     path = Path(path)
     if (path / "config.json").exists() and (path / "preprocessor_config.json").exists():
         return path
     path.mkdir(parents=True, exist_ok=True)
     backbone = Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_ratio=2,
-        patch_size=14, image_size=TINY_DEPTH_INPUT_SIZE, out_indices=[1, 2, 3, 4],
-        reshape_hidden_states=False, apply_layernorm=True,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        mlp_ratio=2,
+        patch_size=14,
+        image_size=TINY_DEPTH_INPUT_SIZE,
+        out_indices=[1, 2, 3, 4],
+        reshape_hidden_states=False,
+        apply_layernorm=True,
     )
     config = DepthAnythingConfig(
-        backbone_config=backbone, fusion_hidden_size=16, head_hidden_size=8,
-        neck_hidden_sizes=[8, 16, 16, 32], reassemble_hidden_size=32, patch_size=14,
+        backbone_config=backbone,
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        neck_hidden_sizes=[8, 16, 16, 32],
+        reassemble_hidden_size=32,
+        patch_size=14,
         depth_estimation_type="relative",
     )
     torch.manual_seed(seed)
@@ -47,9 +57,17 @@ def build_tiny_depth_model(path: Path | str, seed: int = 0) -> Path:
         model.head.conv3.bias.fill_(1.0)
     model.save_pretrained(path)
     processor = DPTImageProcessor(
-        do_resize=True, size={"height": TINY_DEPTH_INPUT_SIZE, "width": TINY_DEPTH_INPUT_SIZE},
-        keep_aspect_ratio=True, ensure_multiple_of=14, resample=3, do_rescale=True, rescale_factor=1 / 255,
-        do_normalize=True, image_mean=DEPTH_PROCESSOR_MEAN, image_std=DEPTH_PROCESSOR_STD, do_pad=False,
+        do_resize=True,
+        size={"height": TINY_DEPTH_INPUT_SIZE, "width": TINY_DEPTH_INPUT_SIZE},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=DEPTH_PROCESSOR_MEAN,
+        image_std=DEPTH_PROCESSOR_STD,
+        do_pad=False,
     )
     processor.save_pretrained(path)
     return path

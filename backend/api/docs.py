@@ -1,4 +1,5 @@
 """The OpenAPI description and an interactive docs page (Swagger UI shipped by swagger-ui-bundle, no CDN)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, send_from_directory

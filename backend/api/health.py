@@ -1,4 +1,5 @@
 """GET /api/health and GET /api/config."""
+
 from __future__ import annotations
 
 import shutil
@@ -51,8 +52,11 @@ def health():
             workers["error"] = "no worker is listening; start one with: python -m backend worker"
     checks["workers"] = workers
     version = _ffmpeg_version()
-    checks["ffmpeg"] = {"ok": True, "version": version} if version else \
-        {"ok": False, "error": "ffmpeg/ffprobe not found on PATH (apt-get install ffmpeg)"}
+    checks["ffmpeg"] = (
+        {"ok": True, "version": version}
+        if version
+        else {"ok": False, "error": "ffmpeg/ffprobe not found on PATH (apt-get install ffmpeg)"}
+    )
     core_ok = checks["database"]["ok"] and checks["redis"]["ok"]
     status = "ok" if all(c["ok"] for c in checks.values()) else ("degraded" if core_ok else "error")
     return jsonify(status=status, checks=checks), 200 if core_ok else 503

@@ -3,11 +3,12 @@
 The API key never appears in any answer: only whether Immich is configured and its URL (without
 any ``user:password@`` part).
 """
+
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 
@@ -29,11 +30,11 @@ RECENT_RUNS_DEFAULT = 20
 RECENT_RUNS_MAX = 200
 
 
-def _iso(value: Optional[datetime]) -> Optional[str]:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def run_json(run: dict, job: Optional[dict] = None) -> dict[str, Any]:
+def run_json(run: dict, job: dict | None = None) -> dict[str, Any]:
     """An import run with its counters, failures and (when given) its job's status and progress."""
     out = {
         "id": str(run["id"]),
@@ -58,14 +59,15 @@ def run_json(run: dict, job: Optional[dict] = None) -> dict[str, Any]:
     }
     if job is not None:
         j = job_json(job)
-        out["job"] = {k: j[k] for k in ("id", "status", "progress", "attempts", "max_attempts", "error",
-                                        "error_kind", "url")}
+        out["job"] = {
+            k: j[k] for k in ("id", "status", "progress", "attempts", "max_attempts", "error", "error_kind", "url")
+        }
     elif run.get("job_id"):
         out["job"] = {"id": str(run["job_id"]), "url": f"/api/jobs/{run['job_id']}"}
     return out
 
 
-def _run_with_job(run: Optional[dict]) -> Optional[dict]:
+def _run_with_job(run: dict | None) -> dict | None:
     if run is None:
         return None
     job = jobs.get_job(services(), run["job_id"]) if run.get("job_id") else None
@@ -82,8 +84,10 @@ def status():
     settings = svc.settings
     with svc.db.connection() as conn:
         running = importer.active_run(conn)
-        last = conn.execute("SELECT * FROM immich_import_runs WHERE status NOT IN ('queued', 'running')"
-                            " ORDER BY created_at DESC LIMIT 1").fetchone()
+        last = conn.execute(
+            "SELECT * FROM immich_import_runs WHERE status NOT IN ('queued', 'running')"
+            " ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
         state = conn.execute("SELECT * FROM immich_sync_state WHERE id = 1").fetchone()
     return jsonify(
         configured=importer.is_configured(settings),
@@ -154,7 +158,7 @@ def start_import():
     if body is None:
         body = {}
     if not isinstance(body, dict):
-        return _bad_request("the body must be a JSON object like {\"mode\": \"incremental\"}")
+        return _bad_request('the body must be a JSON object like {"mode": "incremental"}')
     mode = body.get("mode") or "incremental"
     if mode not in importer.MODES:
         return _bad_request(f"mode must be one of: {', '.join(importer.MODES)}")
@@ -167,16 +171,18 @@ def start_import():
         except ValueError:
             return _bad_request("album_ids must be Immich album ids (UUIDs, as GET /api/immich/test lists them)")
     page_size = body.get("page_size")
-    if page_size is not None and (not isinstance(page_size, int) or isinstance(page_size, bool)
-                                  or not 1 <= page_size <= 1000):
+    if page_size is not None and (
+        not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 1000
+    ):
         return _bad_request("page_size must be a whole number between 1 and 1000")
     if not importer.is_configured(services().settings):
         return _not_configured()
     try:
         run, job = importer.start_import(services(), mode=mode, album_ids=album_ids, page_size=page_size)
     except importer.ImportAlreadyRunning as exc:
-        return api_error(409, "import_running", str(exc) + "; wait for it or cancel its job",
-                         run=_run_with_job(exc.run))
+        return api_error(
+            409, "import_running", str(exc) + "; wait for it or cancel its job", run=_run_with_job(exc.run)
+        )
     return jsonify(run=run_json(run, job), job=job_json(job)), 202
 
 
@@ -191,10 +197,10 @@ def list_imports():
     svc = services()
     with svc.db.connection() as conn:
         importer.settle_orphaned_runs(conn)
-        rows = conn.execute("SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s",
-                            (limit,)).fetchall()
-        job_rows = conn.execute("SELECT * FROM processing_jobs WHERE id = ANY(%s)",
-                                ([r["job_id"] for r in rows if r["job_id"]],)).fetchall()
+        rows = conn.execute("SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s", (limit,)).fetchall()
+        job_rows = conn.execute(
+            "SELECT * FROM processing_jobs WHERE id = ANY(%s)", ([r["job_id"] for r in rows if r["job_id"]],)
+        ).fetchall()
     by_id = {j["id"]: j for j in job_rows}
     return jsonify(runs=[run_json(r, by_id.get(r["job_id"])) for r in rows])
 
@@ -211,20 +217,41 @@ def get_import(run_id: str):
 
 
 _ERROR = {"$ref": "#/components/responses/Error"}
-_RUN_SCHEMA = {"type": "object", "description": "an import run", "properties": {
-    "id": {"type": "string", "format": "uuid"}, "mode": {"enum": list(importer.MODES)},
-    "status": {"enum": ["queued", "running", "completed", "failed", "cancelled"]},
-    "trigger": {"enum": list(importer.TRIGGERS)}, "album_ids": {"type": "array", "items": {"type": "string"}},
-    "updated_after": {"type": ["string", "null"], "description": "only assets updated since then were listed"},
-    "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
-    "finished_at": {"type": ["string", "null"]}, "total": {"type": ["integer", "null"]},
-    "seen": {"type": "integer"}, "imported": {"type": "integer"}, "unchanged": {"type": "integer"},
-    "skipped": {"type": "integer"}, "failed": {"type": "integer"},
-    "failures": {"type": "array", "items": {"type": "object", "properties": {
-        "asset_id": {"type": "string"}, "file_name": {"type": "string"}, "reason": {"type": "string"}}}},
-    "error": {"type": ["string", "null"]},
-    "job": {"type": ["object", "null"], "description": "the job carrying the run: status, progress, error"},
-    "url": {"type": "string"}}}
+_RUN_SCHEMA = {
+    "type": "object",
+    "description": "an import run",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "mode": {"enum": list(importer.MODES)},
+        "status": {"enum": ["queued", "running", "completed", "failed", "cancelled"]},
+        "trigger": {"enum": list(importer.TRIGGERS)},
+        "album_ids": {"type": "array", "items": {"type": "string"}},
+        "updated_after": {"type": ["string", "null"], "description": "only assets updated since then were listed"},
+        "created_at": {"type": "string"},
+        "started_at": {"type": ["string", "null"]},
+        "finished_at": {"type": ["string", "null"]},
+        "total": {"type": ["integer", "null"]},
+        "seen": {"type": "integer"},
+        "imported": {"type": "integer"},
+        "unchanged": {"type": "integer"},
+        "skipped": {"type": "integer"},
+        "failed": {"type": "integer"},
+        "failures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "asset_id": {"type": "string"},
+                    "file_name": {"type": "string"},
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+        "error": {"type": ["string", "null"]},
+        "job": {"type": ["object", "null"], "description": "the job carrying the run: status, progress, error"},
+        "url": {"type": "string"},
+    },
+}
 
 
 def _json_response(schema: dict, description: str = "OK") -> dict:
@@ -232,54 +259,138 @@ def _json_response(schema: dict, description: str = "OK") -> dict:
 
 
 OPENAPI_PATHS: dict = {
-    "/api/immich/status": {"get": {
-        "tags": ["immich"], "summary": "Whether Immich is configured (never the key), the last and the running import",
-        "responses": {"200": _json_response({"type": "object", "properties": {
-            "configured": {"type": "boolean"}, "url": {"type": ["string", "null"]},
-            "public_url": {"type": ["string", "null"]}, "server": {"type": "null"},
-            "album_ids": {"type": "array", "items": {"type": "string"}},
-            "sync_interval_minutes": {"type": "integer"}, "import_concurrency": {"type": "integer"},
-            "last_success_at": {"type": ["string", "null"]},
-            "last_run": {"oneOf": [_RUN_SCHEMA, {"type": "null"}]},
-            "running": {"oneOf": [_RUN_SCHEMA, {"type": "null"}]}}})}}},
-    "/api/immich/test": {"post": {
-        "tags": ["immich"], "summary": "Test the connection: server version, user, asset counts, albums",
-        "responses": {
-            "200": _json_response({"type": "object", "properties": {
-                "ok": {"type": "boolean"}, "url": {"type": "string"},
-                "server": {"type": "object", "properties": {"version": {"type": "string"}}},
-                "user": {"type": ["object", "null"], "description": "null without the user.read permission"},
-                "statistics": {"type": ["object", "null"], "description": "null without asset.statistics"},
-                "albums": {"type": ["array", "null"], "description": "null without album.read"}}}),
-            "400": {"description": "not configured (immich_not_configured), key rejected (immich_auth) or lacking"
-                                   " a permission (immich_permission)",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            "502": {"description": "Immich unreachable (immich_unreachable) or failing (immich_server_error)",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}},
-    "/api/immich/import": {"post": {
-        "tags": ["immich"], "summary": "Start an import (incremental by default; the first one is always full)",
-        "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
-            "mode": {"enum": list(importer.MODES), "default": "incremental"},
-            "album_ids": {"type": "array", "items": {"type": "string", "format": "uuid"},
-                          "description": "only assets in any of these albums (default: IMMICH_ALBUM_IDS)"},
-            "page_size": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 250,
-                          "description": "assets per listing request"}}}}}},
-        "responses": {
-            "202": _json_response({"type": "object", "properties": {
-                "run": _RUN_SCHEMA, "job": {"$ref": "#/components/schemas/Job"}}}, "queued"),
-            "400": _ERROR,
-            "409": {"description": "an import is already queued or running (error.run is that run)",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}},
-    "/api/immich/imports": {"get": {
-        "tags": ["immich"], "summary": "Recent import runs, newest first",
-        "parameters": [{"name": "limit", "in": "query", "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": RECENT_RUNS_MAX,
-                                   "default": RECENT_RUNS_DEFAULT}}],
-        "responses": {"200": _json_response({"type": "object", "properties": {
-            "runs": {"type": "array", "items": _RUN_SCHEMA}}}), "400": _ERROR}}},
-    "/api/immich/imports/{run_id}": {"get": {
-        "tags": ["immich"], "summary": "One import run: counters, failures and its job's progress",
-        "parameters": [{"name": "run_id", "in": "path", "required": True,
-                        "schema": {"type": "string", "format": "uuid"}}],
-        "responses": {"200": _json_response(_RUN_SCHEMA), "404": _ERROR}}},
+    "/api/immich/status": {
+        "get": {
+            "tags": ["immich"],
+            "summary": "Whether Immich is configured (never the key), the last and the running import",
+            "responses": {
+                "200": _json_response(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "configured": {"type": "boolean"},
+                            "url": {"type": ["string", "null"]},
+                            "public_url": {"type": ["string", "null"]},
+                            "server": {"type": "null"},
+                            "album_ids": {"type": "array", "items": {"type": "string"}},
+                            "sync_interval_minutes": {"type": "integer"},
+                            "import_concurrency": {"type": "integer"},
+                            "last_success_at": {"type": ["string", "null"]},
+                            "last_run": {"oneOf": [_RUN_SCHEMA, {"type": "null"}]},
+                            "running": {"oneOf": [_RUN_SCHEMA, {"type": "null"}]},
+                        },
+                    }
+                )
+            },
+        }
+    },
+    "/api/immich/test": {
+        "post": {
+            "tags": ["immich"],
+            "summary": "Test the connection: server version, user, asset counts, albums",
+            "responses": {
+                "200": _json_response(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "ok": {"type": "boolean"},
+                            "url": {"type": "string"},
+                            "server": {"type": "object", "properties": {"version": {"type": "string"}}},
+                            "user": {
+                                "type": ["object", "null"],
+                                "description": "null without the user.read permission",
+                            },
+                            "statistics": {"type": ["object", "null"], "description": "null without asset.statistics"},
+                            "albums": {"type": ["array", "null"], "description": "null without album.read"},
+                        },
+                    }
+                ),
+                "400": {
+                    "description": "not configured (immich_not_configured), key rejected (immich_auth) or lacking"
+                    " a permission (immich_permission)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+                "502": {
+                    "description": "Immich unreachable (immich_unreachable) or failing (immich_server_error)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        }
+    },
+    "/api/immich/import": {
+        "post": {
+            "tags": ["immich"],
+            "summary": "Start an import (incremental by default; the first one is always full)",
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "mode": {"enum": list(importer.MODES), "default": "incremental"},
+                                "album_ids": {
+                                    "type": "array",
+                                    "items": {"type": "string", "format": "uuid"},
+                                    "description": "only assets in any of these albums (default: IMMICH_ALBUM_IDS)",
+                                },
+                                "page_size": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": 1000,
+                                    "default": 250,
+                                    "description": "assets per listing request",
+                                },
+                            },
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "202": _json_response(
+                    {"type": "object", "properties": {"run": _RUN_SCHEMA, "job": {"$ref": "#/components/schemas/Job"}}},
+                    "queued",
+                ),
+                "400": _ERROR,
+                "409": {
+                    "description": "an import is already queued or running (error.run is that run)",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        }
+    },
+    "/api/immich/imports": {
+        "get": {
+            "tags": ["immich"],
+            "summary": "Recent import runs, newest first",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": RECENT_RUNS_MAX,
+                        "default": RECENT_RUNS_DEFAULT,
+                    },
+                }
+            ],
+            "responses": {
+                "200": _json_response(
+                    {"type": "object", "properties": {"runs": {"type": "array", "items": _RUN_SCHEMA}}}
+                ),
+                "400": _ERROR,
+            },
+        }
+    },
+    "/api/immich/imports/{run_id}": {
+        "get": {
+            "tags": ["immich"],
+            "summary": "One import run: counters, failures and its job's progress",
+            "parameters": [
+                {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+            ],
+            "responses": {"200": _json_response(_RUN_SCHEMA), "404": _ERROR},
+        }
+    },
 }

@@ -1,4 +1,5 @@
 """Processing jobs and the queue: list, get, cancel, retry, requeue skipped work, stats, recovery."""
+
 from __future__ import annotations
 
 import uuid
@@ -39,7 +40,8 @@ def list_jobs():
            WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(task)s::text IS NULL OR task = %(task)s)
              AND (%(media)s::uuid IS NULL OR media_id = %(media)s::uuid)
            ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s""",
-        {"status": status, "task": task, "media": media_id, "limit": per_page, "offset": (page - 1) * per_page})
+        {"status": status, "task": task, "media": media_id, "limit": per_page, "offset": (page - 1) * per_page},
+    )
     total = rows[0]["total"] if rows else 0
     return jsonify(jobs=[job_json(r) for r in rows], page=page, per_page=per_page, total=total)
 
@@ -69,7 +71,9 @@ def requeue_skipped():
     if task is not None and task not in jobs.TASKS:
         raise BadRequest(f"task must be one of: {', '.join(jobs.TASKS)}")
     requeued = jobs.requeue_skipped(services(), task)
-    still_off = {t: jobs.skip_reason(services().settings, t) for t in jobs.TASKS if jobs.disabled_flags(services().settings, t)}
+    still_off = {
+        t: jobs.skip_reason(services().settings, t) for t in jobs.TASKS if jobs.disabled_flags(services().settings, t)
+    }
     return jsonify(requeued=[job_json(j) for j in requeued], count=len(requeued), still_disabled=still_off)
 
 

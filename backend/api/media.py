@@ -1,4 +1,5 @@
 """Media items: upload, list, get, delete, download the original, re-process."""
+
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request, send_file
@@ -35,8 +36,11 @@ def item_detail(item: dict) -> dict:
     job_rows = svc.db.fetchall("SELECT * FROM processing_jobs WHERE media_id = %s ORDER BY created_at", (item["id"],))
     assets = svc.db.fetchall("SELECT * FROM derived_assets WHERE media_id = %s ORDER BY kind, variant", (item["id"],))
     status = svc.db.fetchone(f"SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = %s", (item["id"],))
-    return {"item": item_json({**item, "status": status["status"]}, svc.settings),
-            "jobs": [job_json(j) for j in job_rows], "assets": [asset_json(a) for a in assets]}
+    return {
+        "item": item_json({**item, "status": status["status"]}, svc.settings),
+        "jobs": [job_json(j) for j in job_rows],
+        "assets": [asset_json(a) for a in assets],
+    }
 
 
 @bp.post("/api/media/upload")
@@ -74,13 +78,19 @@ def list_media():
             WHERE (%(kind)s::text IS NULL OR m.kind = %(kind)s) AND (%(status)s::text IS NULL OR s.status = %(status)s)
               AND (%(source)s::text IS NULL OR m.source = %(source)s)
             ORDER BY m.created_at DESC, m.id LIMIT %(limit)s OFFSET %(offset)s""",
-        {"kind": kind, "status": status, "source": source, "limit": per_page, "offset": (page - 1) * per_page})
-    total = rows[0]["total"] if rows else svc.db.fetchone(
-        f"""SELECT count(*) AS n FROM media_items m
+        {"kind": kind, "status": status, "source": source, "limit": per_page, "offset": (page - 1) * per_page},
+    )
+    total = (
+        rows[0]["total"]
+        if rows
+        else svc.db.fetchone(
+            f"""SELECT count(*) AS n FROM media_items m
             CROSS JOIN LATERAL (SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = m.id) s
             WHERE (%(kind)s::text IS NULL OR m.kind = %(kind)s) AND (%(status)s::text IS NULL OR s.status = %(status)s)
               AND (%(source)s::text IS NULL OR m.source = %(source)s)""",
-        {"kind": kind, "status": status, "source": source})["n"]
+            {"kind": kind, "status": status, "source": source},
+        )["n"]
+    )
     return jsonify(items=[item_json(r, svc.settings) for r in rows], page=page, per_page=per_page, total=total)
 
 
@@ -99,9 +109,15 @@ def remove_media(item_id: str):
 def original(item_id: str):
     svc = services()
     item = get_item_or_404(item_id)
-    response = send_file(svc.storage.path(item["storage_path"]), mimetype=item["mime_type"], conditional=True,
-                         etag=item["sha256"], download_name=item["original_filename"],
-                         as_attachment=request.args.get("download") == "1", max_age=86400)
+    response = send_file(
+        svc.storage.path(item["storage_path"]),
+        mimetype=item["mime_type"],
+        conditional=True,
+        etag=item["sha256"],
+        download_name=item["original_filename"],
+        as_attachment=request.args.get("download") == "1",
+        max_age=86400,
+    )
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
     return response
 

@@ -1,4 +1,5 @@
 """Query-string helpers shared by the list endpoints."""
+
 from __future__ import annotations
 
 from flask import request

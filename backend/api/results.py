@@ -1,5 +1,6 @@
 """Serving results: depth maps (PNG / ZIP), the viewer's manifest and single frames read straight
 from the stored ZIP, and cut-outs (rendering a background on request)."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import threading
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
 
 from flask import Blueprint, Response, abort, jsonify, make_response, request, send_file
 from werkzeug.exceptions import BadRequest, NotFound
@@ -24,9 +24,10 @@ RESULT_CACHE = "private, max-age=300, must-revalidate"
 CUTOUT_BACKGROUNDS = ("transparent", "green", "blue", "white", "black", "mask")
 
 
-def _asset(item_id, kind: str, variant: str = "") -> Optional[dict]:
-    return services().db.fetchone("SELECT * FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = %s",
-                                  (item_id, kind, variant))
+def _asset(item_id, kind: str, variant: str = "") -> dict | None:
+    return services().db.fetchone(
+        "SELECT * FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = %s", (item_id, kind, variant)
+    )
 
 
 def _etag(asset: dict, suffix: str = "") -> str:
@@ -35,13 +36,14 @@ def _etag(asset: dict, suffix: str = "") -> str:
 
 def _send_asset(asset: dict, download_name: str) -> Response:
     path = services().storage.path(asset["path"])
-    response = send_file(path, mimetype=asset["mime_type"], conditional=True, etag=_etag(asset),
-                         download_name=download_name, max_age=300)
+    response = send_file(
+        path, mimetype=asset["mime_type"], conditional=True, etag=_etag(asset), download_name=download_name, max_age=300
+    )
     response.headers["Cache-Control"] = RESULT_CACHE
     return response
 
 
-def _depth_asset(item: dict) -> Optional[dict]:
+def _depth_asset(item: dict) -> dict | None:
     return _asset(item["id"], "depth" if item["kind"] == "photo" else "depth_frames")
 
 
@@ -52,11 +54,11 @@ def _missing_depth(item: dict):
     if job is None:
         return api_error(404, "not_found", "no depth result for this item")
     reason = {
-        "skipped": job["skip_reason"], "failed": f"the depth job failed: {job['last_error']}",
+        "skipped": job["skip_reason"],
+        "failed": f"the depth job failed: {job['last_error']}",
         "cancelled": "the depth job was cancelled; retry it to make a depth map",
     }.get(job["status"], f"the depth job is {job['status']}; try again when it has completed")
-    return api_error(404, "not_ready" if job["status"] in jobs.ACTIVE else "not_found", reason,
-                     job=job_json(job))
+    return api_error(404, "not_ready" if job["status"] in jobs.ACTIVE else "not_found", reason, job=job_json(job))
 
 
 def _require_depth(item_id: str) -> tuple[dict, dict]:
@@ -84,7 +86,7 @@ def depth_info(item_id: str):
 
 
 # Open ZIPs are kept: reading one frame then costs a seek, not a scan of the central directory.
-_zip_cache: "OrderedDict[tuple[str, int], zipfile.ZipFile]" = OrderedDict()
+_zip_cache: OrderedDict[tuple[str, int], zipfile.ZipFile] = OrderedDict()
 _zip_lock = threading.Lock()
 
 
@@ -106,7 +108,7 @@ def _video_manifest(asset: dict) -> dict:
     return json.loads(archive.read("manifest.json"))
 
 
-def _not_modified(etag: str) -> Optional[Response]:
+def _not_modified(etag: str) -> Response | None:
     if request.if_none_match.contains(etag):
         response = Response(status=304)
         response.set_etag(etag)
@@ -126,21 +128,39 @@ def manifest(item_id: str):
     meta = asset["metadata"] or {}
     if item["kind"] == "photo":
         body = {
-            "version": 1, "media_id": str(item["id"]), "kind": "photo", "model": asset["model"],
-            "method": None, "requested_fps": None, "effective_fps": None,
-            "frame_width": asset["width"], "frame_height": asset["height"], "frame_count": 1,
-            "polarity": meta.get("polarity", "near_dark"), "bit_depth": meta.get("bit_depth", 8),
+            "version": 1,
+            "media_id": str(item["id"]),
+            "kind": "photo",
+            "model": asset["model"],
+            "method": None,
+            "requested_fps": None,
+            "effective_fps": None,
+            "frame_width": asset["width"],
+            "frame_height": asset["height"],
+            "frame_count": 1,
+            "polarity": meta.get("polarity", "near_dark"),
+            "bit_depth": meta.get("bit_depth", 8),
             "normalization": meta.get("normalization"),
             "frames": [{"index": 1, "time": 0.0, "depth_url": f"{base}/1", "color_url": f"{base}/1/color"}],
             "source_url": f"/api/media/{item['id']}/original",
         }
     else:
         data = _video_manifest(asset)
-        frames = [{**f, "depth_url": f"{base}/{f['index']}",
-                   "color_url": f"{base}/{f['index']}/color" if f.get("color") else None}
-                  for f in data.get("frames", [])]
-        body = {**data, "media_id": str(item["id"]), "kind": "video", "frames": frames,
-                "source_url": f"/api/media/{item['id']}/original"}
+        frames = [
+            {
+                **f,
+                "depth_url": f"{base}/{f['index']}",
+                "color_url": f"{base}/{f['index']}/color" if f.get("color") else None,
+            }
+            for f in data.get("frames", [])
+        ]
+        body = {
+            **data,
+            "media_id": str(item["id"]),
+            "kind": "video",
+            "frames": frames,
+            "source_url": f"/api/media/{item['id']}/original",
+        }
     response = jsonify(body)
     response.set_etag(etag)
     response.headers["Cache-Control"] = RESULT_CACHE
@@ -170,8 +190,9 @@ def frame(item_id: str, index: int, which: str = "depth"):
         if index != 1:
             raise NotFound("a photo has one frame (index 1)")
         path = services().storage.path(asset["path"]) if which == "depth" else _photo_color(item)
-        response = send_file(path, mimetype="image/png" if which == "depth" else "image/jpeg", conditional=True,
-                             etag=etag, max_age=300)
+        response = send_file(
+            path, mimetype="image/png" if which == "depth" else "image/jpeg", conditional=True, etag=etag, max_age=300
+        )
     else:
         data = _video_manifest(asset)
         entry = next((f for f in data.get("frames", []) if f.get("index") == index), None)
@@ -188,7 +209,7 @@ def frame(item_id: str, index: int, which: str = "depth"):
     return response
 
 
-def _normalise_background(value: Optional[str]) -> str:
+def _normalise_background(value: str | None) -> str:
     value = (value or "transparent").strip().lower()
     if value in CUTOUT_BACKGROUNDS:
         return value
@@ -202,8 +223,9 @@ def _normalise_background(value: Optional[str]) -> str:
 def cutout(item_id: str):
     svc = services()
     item = get_item_or_404(item_id)
-    background = _normalise_background(request.args.get("background") or
-                                       (svc.settings.cutout_video_background if item["kind"] == "video" else None))
+    background = _normalise_background(
+        request.args.get("background") or (svc.settings.cutout_video_background if item["kind"] == "video" else None)
+    )
     if item["kind"] == "video" and background == "mask":
         raise BadRequest("mask is available for photos only")
     task = "cutout" if item["kind"] == "photo" else "video_cutout"
@@ -216,12 +238,18 @@ def cutout(item_id: str):
     reason = jobs.skip_reason(svc.settings, task)
     if reason:
         return api_error(404, "feature_disabled", reason)
-    active = svc.db.fetchone("SELECT * FROM processing_jobs WHERE media_id = %s AND task = %s"
-                             " AND status IN ('pending','queued','processing')", (item["id"], task))
+    active = svc.db.fetchone(
+        "SELECT * FROM processing_jobs WHERE media_id = %s AND task = %s"
+        " AND status IN ('pending','queued','processing')",
+        (item["id"], task),
+    )
     if active is not None:
         wanted = (active["parameters"] or {}).get("background")
-        message = "this cut-out is being made; ask again when the job has completed" if wanted in (None, background) \
+        message = (
+            "this cut-out is being made; ask again when the job has completed"
+            if wanted in (None, background)
             else "another cut-out of this item is being made; ask again when it has finished to queue this one"
+        )
         return jsonify(status="processing", message=message, job=job_json(active)), 202
     created = jobs.reprocess(svc, item, [task], {"background": background})
     return jsonify(status="queued", message=f"rendering the {background} cut-out", job=job_json(created[0])), 202

@@ -1,4 +1,5 @@
 """The web interface and the VR viewer: static pages from backend/web (no CDN at run time)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Immich integration: the REST client the import job uses. See docs/immich.md."""
+
 from backend.immich.client import (
     ImmichAlbum,
     ImmichAsset,
@@ -20,8 +21,21 @@ from backend.immich.client import (
 )
 
 __all__ = [
-    "ImmichAlbum", "ImmichAsset", "ImmichAuthError", "ImmichClient", "ImmichConnectionError",
-    "ImmichDownload", "ImmichError", "ImmichIncompleteDownload", "ImmichNotFound",
-    "ImmichPermissionError", "ImmichRequestError", "ImmichServerError", "ImmichStatistics",
-    "ImmichUser", "format_immich_datetime", "parse_duration", "parse_immich_datetime",
+    "ImmichAlbum",
+    "ImmichAsset",
+    "ImmichAuthError",
+    "ImmichClient",
+    "ImmichConnectionError",
+    "ImmichDownload",
+    "ImmichError",
+    "ImmichIncompleteDownload",
+    "ImmichNotFound",
+    "ImmichPermissionError",
+    "ImmichRequestError",
+    "ImmichServerError",
+    "ImmichStatistics",
+    "ImmichUser",
+    "format_immich_datetime",
+    "parse_duration",
+    "parse_immich_datetime",
 ]

@@ -2,6 +2,7 @@
 
 ``backend.cli`` adds them to ``python -m backend`` (``parallax``) through :func:`add_commands`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,10 @@ def _services(settings: Settings):
 
 
 def _run_line(run: dict) -> str:
-    counts = (f"seen {run['seen']}, imported {run['imported']}, unchanged {run['unchanged']},"
-              f" skipped {run['skipped']}, failed {run['failed']}")
+    counts = (
+        f"seen {run['seen']}, imported {run['imported']}, unchanged {run['unchanged']},"
+        f" skipped {run['skipped']}, failed {run['failed']}"
+    )
     started = run["started_at"].isoformat(timespec="seconds") if run["started_at"] else "not started"
     line = f"{run['id']}  {run['mode']:11} {run['status']:9}  {started}  {counts}"
     return line + (f"\n    error: {run['error']}" if run["error"] else "")
@@ -42,9 +45,14 @@ def cmd_immich_test(settings: Settings, args) -> int:
         print(f"connection test failed: {exc}", file=sys.stderr)
         return 1
     print(f"Immich {version} at {server_label(settings.immich_url)}: the API key works")
-    print(f"  user: {user.name} <{user.email}>" if user else "  user: (the key lacks the optional user.read permission)")
-    print(f"  assets: {stats.images} photos, {stats.videos} videos" if stats
-          else "  assets: (the key lacks the optional asset.statistics permission)")
+    print(
+        f"  user: {user.name} <{user.email}>" if user else "  user: (the key lacks the optional user.read permission)"
+    )
+    print(
+        f"  assets: {stats.images} photos, {stats.videos} videos"
+        if stats
+        else "  assets: (the key lacks the optional asset.statistics permission)"
+    )
     return 0
 
 
@@ -55,8 +63,9 @@ def cmd_immich_import(settings: Settings, args) -> int:
     services = _services(settings)
     try:
         try:
-            run, job = start_import(services, mode="full" if args.full else "incremental",
-                                    album_ids=args.album or None, trigger="cli")
+            run, job = start_import(
+                services, mode="full" if args.full else "incremental", album_ids=args.album or None, trigger="cli"
+            )
         except ImmichImportError as exc:
             print(exc, file=sys.stderr)
             return 2
@@ -80,17 +89,22 @@ def cmd_immich_status(settings: Settings, args) -> int:
     if not is_configured(settings):
         print(not_configured_message(settings))
     else:
-        print(f"Immich: {server_label(settings.immich_url)}"
-              + (f" (albums {', '.join(settings.immich_album_ids)})" if settings.immich_album_ids else ""))
+        print(
+            f"Immich: {server_label(settings.immich_url)}"
+            + (f" (albums {', '.join(settings.immich_album_ids)})" if settings.immich_album_ids else "")
+        )
     interval = settings.immich_sync_interval_minutes
-    print(f"automatic sync: every {interval} min" if interval else "automatic sync: off (IMMICH_SYNC_INTERVAL_MINUTES=0)")
+    print(
+        f"automatic sync: every {interval} min" if interval else "automatic sync: off (IMMICH_SYNC_INTERVAL_MINUTES=0)"
+    )
     services = _services(settings)
     try:
         with services.db.connection() as conn:
             running = active_run(conn)
             state = conn.execute("SELECT last_success_at FROM immich_sync_state WHERE id = 1").fetchone()
-            runs = conn.execute("SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s",
-                                (args.limit,)).fetchall()
+            runs = conn.execute(
+                "SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s", (args.limit,)
+            ).fetchall()
     finally:
         services.close()
     last = state["last_success_at"].isoformat(timespec="seconds") if state and state["last_success_at"] else "never"
@@ -105,9 +119,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("immich-test", help="check the Immich URL and API key")
     p.set_defaults(func=cmd_immich_test)
     p = subparsers.add_parser("immich-import", help="import photos and videos from Immich (a worker does the work)")
-    p.add_argument("--full", action="store_true", help="list the whole library, not only what changed since the last import")
-    p.add_argument("--album", action="append", metavar="ID", default=[],
-                   help="only assets in this album (repeatable; default IMMICH_ALBUM_IDS)")
+    p.add_argument(
+        "--full", action="store_true", help="list the whole library, not only what changed since the last import"
+    )
+    p.add_argument(
+        "--album",
+        action="append",
+        metavar="ID",
+        default=[],
+        help="only assets in this album (repeatable; default IMMICH_ALBUM_IDS)",
+    )
     p.add_argument("--wait", action="store_true", help="show a progress bar until the import ends")
     p.set_defaults(func=cmd_immich_import)
     p = subparsers.add_parser("immich-status", help="Immich configuration and recent imports")

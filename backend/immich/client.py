@@ -10,6 +10,7 @@ Design points (see docs/immich.md):
   byte announced by ``Content-Length`` has arrived, so a half file is never left behind.
 * ``ImmichAsset`` hides the differences between v2 and v3 servers (duration format, archive flag).
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,10 +18,11 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -43,7 +45,7 @@ class ImmichError(Exception):
     """Base class of every error raised by :class:`ImmichClient`. ``status`` is the HTTP status
     when there was an answer."""
 
-    def __init__(self, message: str, status: Optional[int] = None):
+    def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
 
@@ -65,7 +67,7 @@ class ImmichPermissionError(ImmichError):
     """HTTP 403: the API key works but lacks a permission. ``permission`` is e.g. ``asset.read``
     when Immich names it."""
 
-    def __init__(self, message: str, permission: Optional[str] = None):
+    def __init__(self, message: str, permission: str | None = None):
         super().__init__(message, status=403)
         self.permission = permission
 
@@ -98,20 +100,20 @@ class ImmichAsset:
     id: str
     type: str  # "IMAGE" | "VIDEO" (Immich also knows AUDIO/OTHER; iter_assets never yields those)
     original_filename: str
-    original_mime_type: Optional[str]
+    original_mime_type: str | None
     checksum: str  # base64 SHA-1 of the original file: changes when the file changes
-    file_created_at: Optional[datetime]
+    file_created_at: datetime | None
     updated_at: datetime
-    duration_seconds: Optional[float]  # None for still images
+    duration_seconds: float | None  # None for still images
     is_archived: bool
     is_trashed: bool
     visibility: str
-    width: Optional[int]
-    height: Optional[int]
+    width: int | None
+    height: int | None
     raw: dict = field(repr=False, compare=False, hash=False)
 
     @classmethod
-    def from_api(cls, data: dict) -> "ImmichAsset":
+    def from_api(cls, data: dict) -> ImmichAsset:
         exif = data.get("exifInfo") or {}
         visibility = data.get("visibility") or ("archive" if data.get("isArchived") else "timeline")
         return cls(
@@ -121,7 +123,7 @@ class ImmichAsset:
             original_mime_type=data.get("originalMimeType"),
             checksum=data.get("checksum", ""),
             file_created_at=parse_immich_datetime(data.get("fileCreatedAt")),
-            updated_at=parse_immich_datetime(data.get("updatedAt")) or datetime.fromtimestamp(0, timezone.utc),
+            updated_at=parse_immich_datetime(data.get("updatedAt")) or datetime.fromtimestamp(0, UTC),
             duration_seconds=parse_duration(data.get("duration")),
             is_archived=visibility == "archive" or bool(data.get("isArchived")),
             is_trashed=bool(data.get("isTrashed")),
@@ -141,7 +143,7 @@ class ImmichDownload:
     """A finished download. Usable wherever a path is expected (``open(download)`` works)."""
 
     path: Path
-    content_type: Optional[str]
+    content_type: str | None
     size: int
 
     def __fspath__(self) -> str:
@@ -176,12 +178,12 @@ def format_immich_datetime(value: datetime) -> str:
     UTC. Microseconds are truncated to milliseconds, i.e. rounded *down*, which keeps the inclusive
     ``updatedAfter`` filter from missing an asset (at worst one is listed again)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def parse_immich_datetime(value: Optional[str]) -> Optional[datetime]:
+def parse_immich_datetime(value: str | None) -> datetime | None:
     """Immich's ISO 8601 timestamps (``...Z`` or with an offset) as aware datetimes."""
     if not value:
         return None
@@ -189,13 +191,13 @@ def parse_immich_datetime(value: Optional[str]) -> Optional[datetime]:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 _DURATION_RE = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
 
 
-def parse_duration(value: Any) -> Optional[float]:
+def parse_duration(value: Any) -> float | None:
     """Seconds, or None for still images. v3 sends integer milliseconds or null; v2 sent a string
     ``"H:MM:SS.ffffff"`` (``"0:00:00.00000"`` for photos)."""
     if value is None or isinstance(value, bool):
@@ -239,16 +241,24 @@ class ImmichClient:
     version, and requests' connection pool is thread-safe.
     """
 
-    def __init__(self, base_url: str, api_key: str, timeout: tuple[float, float] | float = (5, 60),
-                 retries: int = 3, backoff: float = 0.5, session: Optional[requests.Session] = None,
-                 public_url: Optional[str] = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: tuple[float, float] | float = (5, 60),
+        retries: int = 3,
+        backoff: float = 0.5,
+        session: requests.Session | None = None,
+        public_url: str | None = None,
+    ):
         base = (base_url or "").strip().rstrip("/")
         if base.endswith("/api"):
             base = base[: -len("/api")]
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ImmichConnectionError(
-                f"The Immich URL {base_url!r} is not valid: it should look like http://immich.local:2283")
+                f"The Immich URL {base_url!r} is not valid: it should look like http://immich.local:2283"
+            )
         if not api_key or not api_key.strip():
             raise ImmichAuthError("No Immich API key is configured (IMMICH_API_KEY).")
         self.base_url = base
@@ -264,7 +274,7 @@ class ImmichClient:
         self.retries = max(0, int(retries))
         self.backoff = max(0.0, float(backoff))
         self.session = session or requests.Session()
-        self._server_version: Optional[tuple[int, int, int]] = None
+        self._server_version: tuple[int, int, int] | None = None
 
     def __repr__(self) -> str:
         return f"ImmichClient(base_url={self._shown_url!r}, api_key='***')"
@@ -274,7 +284,7 @@ class ImmichClient:
     def close(self) -> None:
         self.session.close()
 
-    def __enter__(self) -> "ImmichClient":
+    def __enter__(self) -> ImmichClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -289,14 +299,14 @@ class ImmichClient:
                 body = self._get_json("/server/version", authenticated=False)
             except ImmichNotFound:
                 raise ImmichConnectionError(
-                    f"No Immich API answers at {self._shown_url}/api (HTTP 404): check the Immich URL.",
-                    status=404) from None
+                    f"No Immich API answers at {self._shown_url}/api (HTTP 404): check the Immich URL.", status=404
+                ) from None
             try:
                 self._server_version = (int(body["major"]), int(body["minor"]), int(body["patch"]))
             except (KeyError, TypeError, ValueError):
                 raise ImmichConnectionError(
-                    f"{self._shown_url}/api/server/version did not answer like an Immich server: "
-                    "check the Immich URL.") from None
+                    f"{self._shown_url}/api/server/version did not answer like an Immich server: check the Immich URL."
+                ) from None
         return self._server_version
 
     @property
@@ -304,7 +314,7 @@ class ImmichClient:
         """True for servers older than v3 (string durations, ``isArchived`` flag, ...)."""
         return self.server_version()[0] < 3
 
-    def me(self) -> Optional[ImmichUser]:
+    def me(self) -> ImmichUser | None:
         """The key's user, or None when the key lacks the optional ``user.read`` permission."""
         try:
             body = self._get_json("/users/me")
@@ -312,27 +322,32 @@ class ImmichClient:
             return None
         return ImmichUser(id=body["id"], name=body.get("name", ""), email=body.get("email", ""))
 
-    def statistics(self) -> Optional[ImmichStatistics]:
+    def statistics(self) -> ImmichStatistics | None:
         """Timeline image/video counts (``GET /api/assets/statistics``, not archived, not trashed),
         or None when the key lacks the ``asset.statistics`` permission (it is optional)."""
         try:
-            body = self._get_json("/assets/statistics",
-                                  params={"isTrashed": "false", "visibility": "timeline"})
+            body = self._get_json("/assets/statistics", params={"isTrashed": "false", "visibility": "timeline"})
         except ImmichPermissionError:
             return None
-        return ImmichStatistics(images=int(body["images"]), videos=int(body["videos"]),
-                                total=int(body["total"]))
+        return ImmichStatistics(images=int(body["images"]), videos=int(body["videos"]), total=int(body["total"]))
 
     def albums(self) -> list[ImmichAlbum]:
         """Albums the key's user owns or that are shared with them."""
         body = self._get_json("/albums")
-        return [ImmichAlbum(id=a["id"], name=a.get("albumName", ""), asset_count=int(a.get("assetCount", 0)))
-                for a in body]
+        return [
+            ImmichAlbum(id=a["id"], name=a.get("albumName", ""), asset_count=int(a.get("assetCount", 0))) for a in body
+        ]
 
     # ----------------------------------------------------------------------------------- assets
-    def iter_assets(self, *, asset_type: Optional[str] = None, updated_after: Optional[datetime] = None,
-                    album_ids: Optional[Iterable[str]] = None, page_size: int = 250,
-                    with_archived: bool = False) -> Iterator[ImmichAsset]:
+    def iter_assets(
+        self,
+        *,
+        asset_type: str | None = None,
+        updated_after: datetime | None = None,
+        album_ids: Iterable[str] | None = None,
+        page_size: int = 250,
+        with_archived: bool = False,
+    ) -> Iterator[ImmichAsset]:
         """Every image/video asset of the library, page by page (``POST /api/search/metadata``).
 
         ``updated_after`` is inclusive (assets updated at exactly that instant are listed again).
@@ -351,10 +366,10 @@ class ImmichClient:
         if updated_after is not None:
             base["updatedAfter"] = format_immich_datetime(updated_after)
 
-        visibilities: list[Optional[str]] = [None]  # None: the server's default, the timeline
+        visibilities: list[str | None] = [None]  # None: the server's default, the timeline
         if with_archived:
             visibilities.append("archive")
-        albums: list[Optional[str]] = list(dict.fromkeys(album_ids)) if album_ids else [None]
+        albums: list[str | None] = list(dict.fromkeys(album_ids)) if album_ids else [None]
 
         seen: set[str] = set()
         for album_id in albums:
@@ -428,8 +443,9 @@ class ImmichClient:
         for number in range(self.retries + 1):
             if number:
                 delay = self.backoff * (2 ** (number - 1))
-                log.warning("Immich %s failed (%s); retry %d/%d in %.1fs",
-                            what, last.final, number, self.retries, delay)
+                log.warning(
+                    "Immich %s failed (%s); retry %d/%d in %.1fs", what, last.final, number, self.retries, delay
+                )
                 time.sleep(delay)
             try:
                 return attempt()
@@ -437,20 +453,31 @@ class ImmichClient:
                 last = exc
         raise last.final
 
-    def _send(self, method: str, url: str, *, authenticated: bool = True, follow_redirects: bool = True,
-              **kwargs: Any) -> requests.Response:
+    def _send(
+        self, method: str, url: str, *, authenticated: bool = True, follow_redirects: bool = True, **kwargs: Any
+    ) -> requests.Response:
         """One HTTP exchange (redirects followed by hand, see ``_headers``), turning transport
         failures and retryable statuses into ``_Retryable`` and 4xx into ImmichError."""
         for _ in range(_MAX_REDIRECTS + 1):
             try:
-                response = self.session.request(method, url, headers=self._headers(url, authenticated),
-                                                timeout=self.timeout, allow_redirects=False, **kwargs)
+                response = self.session.request(
+                    method,
+                    url,
+                    headers=self._headers(url, authenticated),
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    **kwargs,
+                )
             except requests.Timeout:
-                raise _Retryable(ImmichConnectionError(
-                    f"Immich at {self._shown_url} did not answer in time ({method} {self._path(url)})")) from None
+                raise _Retryable(
+                    ImmichConnectionError(
+                        f"Immich at {self._shown_url} did not answer in time ({method} {self._path(url)})"
+                    )
+                ) from None
             except requests.RequestException as exc:
-                raise _Retryable(ImmichConnectionError(
-                    f"Could not connect to Immich at {self._shown_url}: {_reason(exc)}")) from None
+                raise _Retryable(
+                    ImmichConnectionError(f"Could not connect to Immich at {self._shown_url}: {_reason(exc)}")
+                ) from None
             if follow_redirects and response.is_redirect and response.headers.get("Location"):
                 url = urljoin(url, response.headers["Location"])
                 response.close()
@@ -469,26 +496,34 @@ class ImmichClient:
         response.close()
         where = f"{method} {self._path(url)}"
         if status >= 500:
-            raise _Retryable(ImmichServerError(
-                f"Immich at {self._shown_url} had an internal error (HTTP {status}) on {where}"
-                + (f": {message}" if message else ""), status=status))
+            raise _Retryable(
+                ImmichServerError(
+                    f"Immich at {self._shown_url} had an internal error (HTTP {status}) on {where}"
+                    + (f": {message}" if message else ""),
+                    status=status,
+                )
+            )
         if status == 401:
             raise ImmichAuthError(
                 f"Immich at {self._shown_url}: the API key was rejected (HTTP 401). "
                 "Create a new key in Immich (Account Settings > API Keys) and update IMMICH_API_KEY.",
-                status=401)
+                status=401,
+            )
         if status == 403:
             match = _PERMISSION_RE.search(message)
             permission = match.group(1) if match else None
             what = f"the permission {permission}" if permission else f"a permission ({message or 'forbidden'})"
             raise ImmichPermissionError(
                 f"Immich at {self._shown_url}: the API key lacks {what} (needed for {where}). "
-                "Edit the key's permissions in Immich.", permission=permission)
+                "Edit the key's permissions in Immich.",
+                permission=permission,
+            )
         # Immich answers 400 "Not found or no asset.read access" for a missing (or foreign) id.
         if status == 404 or (status == 400 and message.lower().startswith("not found")):
             raise ImmichNotFound(f"Immich has no {where}" + (f": {message}" if message else ""), status=404)
-        raise ImmichRequestError(f"Immich refused {where} (HTTP {status})" + (f": {message}" if message else ""),
-                                 status=status)
+        raise ImmichRequestError(
+            f"Immich refused {where} (HTTP {status})" + (f": {message}" if message else ""), status=status
+        )
 
     def _path(self, url: str) -> str:
         return urlsplit(url).path
@@ -502,20 +537,20 @@ class ImmichClient:
                 return response.json()
             except ValueError:
                 raise ImmichConnectionError(
-                    f"{self._shown_url}{self._path(url)} did not answer with JSON: is it really an Immich server?") from None
+                    f"{self._shown_url}{self._path(url)} did not answer with JSON: is it really an Immich server?"
+                ) from None
 
         return self._with_retries(f"{method} {path}", attempt)
 
-    def _get_json(self, path: str, *, authenticated: bool = True, params: Optional[dict] = None) -> Any:
+    def _get_json(self, path: str, *, authenticated: bool = True, params: dict | None = None) -> Any:
         return self._request_json("GET", path, authenticated=authenticated, params=params)
 
-    def _download(self, path: str, params: Optional[dict], dest: Path, chunk_size: int) -> ImmichDownload:
+    def _download(self, path: str, params: dict | None, dest: Path, chunk_size: int) -> ImmichDownload:
         dest.parent.mkdir(parents=True, exist_ok=True)
         url = self.api_url + path
-        return self._with_retries(f"download {path}",
-                                  lambda: self._download_once(url, params, dest, chunk_size))
+        return self._with_retries(f"download {path}", lambda: self._download_once(url, params, dest, chunk_size))
 
-    def _download_once(self, url: str, params: Optional[dict], dest: Path, chunk_size: int) -> ImmichDownload:
+    def _download_once(self, url: str, params: dict | None, dest: Path, chunk_size: int) -> ImmichDownload:
         response = self._send("GET", url, params=params, stream=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         tmp = Path(tmp_name)
@@ -526,15 +561,20 @@ class ImmichClient:
                     out.write(chunk)
                 written = out.tell()
             if expected is not None and written != expected:
-                raise _Retryable(ImmichIncompleteDownload(
-                    f"The download from Immich stopped after {written} of {expected} bytes "
-                    f"({self._path(url)})"))
+                raise _Retryable(
+                    ImmichIncompleteDownload(
+                        f"The download from Immich stopped after {written} of {expected} bytes ({self._path(url)})"
+                    )
+                )
             os.replace(tmp, dest)
         except requests.RequestException as exc:
             tmp.unlink(missing_ok=True)
-            raise _Retryable(ImmichIncompleteDownload(
-                f"The connection to Immich at {self._shown_url} dropped during a download "
-                f"({self._path(url)}): {_reason(exc)}")) from None
+            raise _Retryable(
+                ImmichIncompleteDownload(
+                    f"The connection to Immich at {self._shown_url} dropped during a download "
+                    f"({self._path(url)}): {_reason(exc)}"
+                )
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -542,7 +582,7 @@ class ImmichClient:
         return ImmichDownload(path=dest, content_type=content_type, size=written)
 
 
-def _content_length(response: requests.Response) -> Optional[int]:
+def _content_length(response: requests.Response) -> int | None:
     # With a Content-Encoding, Content-Length counts compressed bytes, not what we write.
     if response.headers.get("Content-Encoding", "identity") != "identity":
         return None
@@ -555,14 +595,16 @@ def _content_length(response: requests.Response) -> Optional[int]:
 def _reason(exc: BaseException) -> str:
     """A short, key-free reason for a transport error (requests' messages can be very long)."""
     text = str(exc)
-    for hint, reason in (("Connection refused", "connection refused"),
-                         ("Name or service not known", "host name not found"),
-                         ("nodename nor servname", "host name not found"),
-                         ("timed out", "timed out"),
-                         ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
-                         ("IncompleteRead", "connection closed before the end of the file"),
-                         ("Connection broken", "connection closed before the end of the file"),
-                         ("reset by peer", "connection reset")):
+    for hint, reason in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "host name not found"),
+        ("nodename nor servname", "host name not found"),
+        ("timed out", "timed out"),
+        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+        ("IncompleteRead", "connection closed before the end of the file"),
+        ("Connection broken", "connection closed before the end of the file"),
+        ("reset by peer", "connection reset"),
+    ):
         if hint in text:
             return reason
     return type(exc).__name__

@@ -15,16 +15,17 @@ few threads what is new or changed, and hands each file to ``media_service.inges
 * The API key lives only in the settings and the client: it is never put in a job's parameters,
   a run row, a log line or an error message.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Iterable, Optional
 from urllib.parse import urlsplit
 
 import psycopg
@@ -62,21 +63,71 @@ RENDITION_ORIGINAL = "original"
 RENDITION_FULLSIZE = "fullsize"
 
 # Camera RAW formats: no decoder here, so Immich's full-size JPEG is taken instead of the original.
-RAW_MIME_TYPES = frozenset({
-    "image/x-adobe-dng", "image/dng", "image/x-dcraw", "image/x-raw",
-    "image/x-canon-cr2", "image/x-canon-cr3", "image/x-canon-crw",
-    "image/x-nikon-nef", "image/x-nikon-nrw", "image/x-sony-arw", "image/x-sony-sr2", "image/x-sony-srf",
-    "image/x-fuji-raf", "image/x-olympus-orf", "image/x-panasonic-rw2", "image/x-panasonic-raw",
-    "image/x-pentax-pef", "image/x-samsung-srw", "image/x-sigma-x3f", "image/x-kodak-dcr",
-    "image/x-kodak-kdc", "image/x-kodak-k25", "image/x-minolta-mrw", "image/x-epson-erf",
-    "image/x-hasselblad-3fr", "image/x-hasselblad-fff", "image/x-phaseone-iiq", "image/x-leaf-mos",
-    "image/x-mamiya-mef", "image/x-leica-rwl",
-})
-RAW_EXTENSIONS = frozenset({
-    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".sr2", ".srf", ".raf", ".orf", ".rw2",
-    ".raw", ".pef", ".srw", ".x3f", ".dcr", ".kdc", ".k25", ".mrw", ".erf", ".3fr", ".fff", ".iiq",
-    ".mos", ".mef", ".rwl",
-})
+RAW_MIME_TYPES = frozenset(
+    {
+        "image/x-adobe-dng",
+        "image/dng",
+        "image/x-dcraw",
+        "image/x-raw",
+        "image/x-canon-cr2",
+        "image/x-canon-cr3",
+        "image/x-canon-crw",
+        "image/x-nikon-nef",
+        "image/x-nikon-nrw",
+        "image/x-sony-arw",
+        "image/x-sony-sr2",
+        "image/x-sony-srf",
+        "image/x-fuji-raf",
+        "image/x-olympus-orf",
+        "image/x-panasonic-rw2",
+        "image/x-panasonic-raw",
+        "image/x-pentax-pef",
+        "image/x-samsung-srw",
+        "image/x-sigma-x3f",
+        "image/x-kodak-dcr",
+        "image/x-kodak-kdc",
+        "image/x-kodak-k25",
+        "image/x-minolta-mrw",
+        "image/x-epson-erf",
+        "image/x-hasselblad-3fr",
+        "image/x-hasselblad-fff",
+        "image/x-phaseone-iiq",
+        "image/x-leaf-mos",
+        "image/x-mamiya-mef",
+        "image/x-leica-rwl",
+    }
+)
+RAW_EXTENSIONS = frozenset(
+    {
+        ".dng",
+        ".cr2",
+        ".cr3",
+        ".crw",
+        ".nef",
+        ".nrw",
+        ".arw",
+        ".sr2",
+        ".srf",
+        ".raf",
+        ".orf",
+        ".rw2",
+        ".raw",
+        ".pef",
+        ".srw",
+        ".x3f",
+        ".dcr",
+        ".kdc",
+        ".k25",
+        ".mrw",
+        ".erf",
+        ".3fr",
+        ".fff",
+        ".iiq",
+        ".mos",
+        ".mef",
+        ".rwl",
+    }
+)
 
 
 class ImmichImportError(PipelineError):
@@ -105,13 +156,15 @@ def is_configured(settings: Settings) -> bool:
 
 
 def not_configured_message(settings: Settings) -> str:
-    missing = [name for name, value in (("IMMICH_URL", settings.immich_url),
-                                        ("IMMICH_API_KEY", settings.immich_api_key)) if not value]
-    return (f"Immich is not configured: set {' and '.join(missing)} (see docs/immich.md) and restart "
-            "Parallax.")
+    missing = [
+        name
+        for name, value in (("IMMICH_URL", settings.immich_url), ("IMMICH_API_KEY", settings.immich_api_key))
+        if not value
+    ]
+    return f"Immich is not configured: set {' and '.join(missing)} (see docs/immich.md) and restart Parallax."
 
 
-def server_label(url: Optional[str]) -> Optional[str]:
+def server_label(url: str | None) -> str | None:
     """The Immich URL as it may be shown and stored: without ``user:password@`` or ``/api``."""
     if not url:
         return None
@@ -125,8 +178,9 @@ def make_client(settings: Settings, **kwargs) -> ImmichClient:
     if not is_configured(settings):
         raise ImmichImportError(not_configured_message(settings))
     try:
-        return ImmichClient(settings.immich_url, settings.immich_api_key,
-                            public_url=settings.immich_public_url, **kwargs)
+        return ImmichClient(
+            settings.immich_url, settings.immich_api_key, public_url=settings.immich_public_url, **kwargs
+        )
     except ImmichError as exc:  # a malformed URL
         raise ImmichImportError(str(exc)) from None
 
@@ -139,7 +193,7 @@ def needs_fullsize(asset: ImmichAsset) -> bool:
 
 
 # ------------------------------------------------------------------------------------- runs
-def get_run(services: Services, run_id) -> Optional[dict]:
+def get_run(services: Services, run_id) -> dict | None:
     try:
         uuid.UUID(str(run_id))
     except ValueError:
@@ -155,17 +209,20 @@ def settle_orphaned_runs(conn) -> int:
         " error = COALESCE(r.error, j.last_error, j.skip_reason, 'the import job ended before the run finished'),"
         " finished_at = COALESCE(j.finished_at, now()), updated_at = now()"
         " FROM processing_jobs j WHERE j.id = r.job_id AND r.status IN ('queued', 'running')"
-        " AND j.status IN ('failed', 'cancelled', 'skipped', 'completed')").rowcount
+        " AND j.status IN ('failed', 'cancelled', 'skipped', 'completed')"
+    ).rowcount
 
 
-def active_run(conn) -> Optional[dict]:
+def active_run(conn) -> dict | None:
     settle_orphaned_runs(conn)
-    return conn.execute("SELECT * FROM immich_import_runs WHERE status IN ('queued', 'running')"
-                        " ORDER BY created_at DESC LIMIT 1").fetchone()
+    return conn.execute(
+        "SELECT * FROM immich_import_runs WHERE status IN ('queued', 'running') ORDER BY created_at DESC LIMIT 1"
+    ).fetchone()
 
 
-def _create_run(conn, settings: Settings, mode: str, album_ids: list[str], trigger: str,
-                page_size: Optional[int]) -> tuple[dict, dict]:
+def _create_run(
+    conn, settings: Settings, mode: str, album_ids: list[str], trigger: str, page_size: int | None
+) -> tuple[dict, dict]:
     run_id = uuid.uuid4()
     parameters: dict = {"run_id": str(run_id), "mode": mode, "album_ids": album_ids}
     if page_size:
@@ -174,12 +231,19 @@ def _create_run(conn, settings: Settings, mode: str, album_ids: list[str], trigg
     run = conn.execute(
         "INSERT INTO immich_import_runs (id, mode, status, job_id, trigger, album_ids)"
         " VALUES (%s, %s, 'queued', %s, %s, %s) RETURNING *",
-        (run_id, mode, job["id"], trigger, album_ids)).fetchone()
+        (run_id, mode, job["id"], trigger, album_ids),
+    ).fetchone()
     return run, job
 
 
-def start_import(services: Services, *, mode: str = "incremental", album_ids: Optional[Iterable[str]] = None,
-                 trigger: str = "manual", page_size: Optional[int] = None) -> tuple[dict, dict]:
+def start_import(
+    services: Services,
+    *,
+    mode: str = "incremental",
+    album_ids: Iterable[str] | None = None,
+    trigger: str = "manual",
+    page_size: int | None = None,
+) -> tuple[dict, dict]:
     """Create and queue an import run; returns ``(run, job)``. ``album_ids`` None means the
     configured IMMICH_ALBUM_IDS (empty: the whole library). Raises ImmichImportError when Immich
     is not configured and ImportAlreadyRunning when a run is queued or running."""
@@ -201,7 +265,7 @@ def start_import(services: Services, *, mode: str = "incremental", album_ids: Op
     return get_run(services, run["id"]), jobs.get_job(services, job["id"])
 
 
-def maybe_schedule_sync(services: Services) -> Optional[dict]:
+def maybe_schedule_sync(services: Services) -> dict | None:
     """Queue an incremental import when IMMICH_SYNC_INTERVAL_MINUTES is set, Immich is
     configured, no import is queued or running, and the last run started more than that many
     minutes ago (or there was none). Called by every worker's supervisor on each tick: one query
@@ -219,7 +283,9 @@ def maybe_schedule_sync(services: Services) -> Optional[dict]:
             "                   WHERE r.status IN ('queued', 'running')"
             "                   AND j.status IN ('pending', 'queued', 'processing'))"
             " AND COALESCE((SELECT max(COALESCE(started_at, created_at)) FROM immich_import_runs)"
-            "              < now() - make_interval(mins => %s), true) AS due", (interval,)).fetchone()["due"]
+            "              < now() - make_interval(mins => %s), true) AS due",
+            (interval,),
+        ).fetchone()["due"]
         if not due:
             return None
         settle_orphaned_runs(conn)
@@ -229,7 +295,7 @@ def maybe_schedule_sync(services: Services) -> Optional[dict]:
     return run
 
 
-def sync_state(services: Services) -> Optional[dict]:
+def sync_state(services: Services) -> dict | None:
     return services.db.fetchone("SELECT * FROM immich_sync_state WHERE id = 1")
 
 
@@ -238,10 +304,10 @@ def sync_state(services: Services) -> Optional[dict]:
 class AssetOutcome:
     status: str  # imported | unchanged | skipped | failed
     asset: ImmichAsset
-    reason: Optional[str] = None
-    rendition: Optional[str] = None
+    reason: str | None = None
+    rendition: str | None = None
     retry_later: bool = False  # a failure another run may get past (network, server error)
-    fatal: Optional[BaseException] = None  # stops the whole run (key revoked, permission removed)
+    fatal: BaseException | None = None  # stops the whole run (key revoked, permission removed)
 
 
 @dataclass
@@ -253,15 +319,20 @@ class RunCounters:
     failed: int = 0
     failures: list = field(default_factory=list)
     # The oldest updatedAt among assets that failed in a way another run may get past.
-    retry_from: Optional[datetime] = None
+    retry_from: datetime | None = None
 
     def add(self, outcome: AssetOutcome) -> None:
         self.seen += 1
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
         if outcome.status == "failed":
             if len(self.failures) < MAX_FAILURES_KEPT:
-                self.failures.append({"asset_id": outcome.asset.id, "file_name": outcome.asset.original_filename,
-                                      "reason": outcome.reason or "unknown error"})
+                self.failures.append(
+                    {
+                        "asset_id": outcome.asset.id,
+                        "file_name": outcome.asset.original_filename,
+                        "reason": outcome.reason or "unknown error",
+                    }
+                )
             if outcome.retry_later:
                 when = outcome.asset.updated_at
                 self.retry_from = when if self.retry_from is None else min(self.retry_from, when)
@@ -271,8 +342,13 @@ class RunCounters:
         return text + (f", skipped {self.skipped})" if self.skipped else ")")
 
     def as_dict(self) -> dict:
-        return {"seen": self.seen, "imported": self.imported, "unchanged": self.unchanged,
-                "skipped": self.skipped, "failed": self.failed}
+        return {
+            "seen": self.seen,
+            "imported": self.imported,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "failed": self.failed,
+        }
 
 
 class ImportRun:
@@ -283,7 +359,7 @@ class ImportRun:
         self.services: Services = ctx.services
         self.settings: Settings = ctx.settings
         self.counters = RunCounters()
-        self.client: Optional[ImmichClient] = None
+        self.client: ImmichClient | None = None
         self.server = server_label(self.settings.immich_url)
         self.run: dict = {}
         self._last_save = 0.0
@@ -324,17 +400,25 @@ class ImportRun:
         if mode == "incremental" and state and state["last_success_at"] and state["server_url"] == self.server:
             updated_after = state["last_success_at"]
         total = self._expected_total() if updated_after is None and not albums else None
-        self.services.db.execute("UPDATE immich_import_runs SET updated_after = %s, total = %s, updated_at = now()"
-                                 " WHERE id = %s", (updated_after, total, self.run["id"]))
-        log.info("Immich import run %s: %s import from %s (Immich %s)%s%s", self.run["id"],
-                 "incremental" if updated_after else "full", self.server, ".".join(map(str, version)),
-                 f", assets updated since {updated_after.isoformat()}" if updated_after else "",
-                 f", albums {', '.join(albums)}" if albums else "")
+        self.services.db.execute(
+            "UPDATE immich_import_runs SET updated_after = %s, total = %s, updated_at = now() WHERE id = %s",
+            (updated_after, total, self.run["id"]),
+        )
+        log.info(
+            "Immich import run %s: %s import from %s (Immich %s)%s%s",
+            self.run["id"],
+            "incremental" if updated_after else "full",
+            self.server,
+            ".".join(map(str, version)),
+            f", assets updated since {updated_after.isoformat()}" if updated_after else "",
+            f", albums {', '.join(albums)}" if albums else "",
+        )
         self.ctx.progress(0, total, "listing assets", force=True)
 
         try:
-            self._process_all(client.iter_assets(updated_after=updated_after, album_ids=albums or None,
-                                                 page_size=page_size), total)
+            self._process_all(
+                client.iter_assets(updated_after=updated_after, album_ids=albums or None, page_size=page_size), total
+            )
         except (ImmichAuthError, ImmichPermissionError) as exc:
             raise ImmichImportError(f"Immich import failed: {exc}") from None
         except (ImmichConnectionError, ImmichServerError) as exc:
@@ -345,17 +429,20 @@ class ImportRun:
         c = self.counters
         self.ctx.progress(c.seen, c.seen, c.stage(), force=True)
         self._finish("completed")
-        return {"run_id": str(self.run["id"]), **c.as_dict(),
-                "updated_after": updated_after.isoformat() if updated_after else None}
+        return {
+            "run_id": str(self.run["id"]),
+            **c.as_dict(),
+            "updated_after": updated_after.isoformat() if updated_after else None,
+        }
 
-    def _expected_total(self) -> Optional[int]:
+    def _expected_total(self) -> int | None:
         try:
             stats = self.client.statistics()
         except ImmichError:  # only a progress hint; the listing will tell if something is wrong
             return None
         return stats.total if stats else None
 
-    def _process_all(self, assets: Iterable[ImmichAsset], total: Optional[int]) -> None:
+    def _process_all(self, assets: Iterable[ImmichAsset], total: int | None) -> None:
         """List in this thread, download and store in ``IMMICH_IMPORT_CONCURRENCY`` threads, and
         record outcomes (and progress, which may raise Cancelled) here as they finish."""
         concurrency = max(1, int(self.settings.immich_import_concurrency))
@@ -382,14 +469,18 @@ class ImportRun:
                 self._save(force=True)
                 raise
 
-    def _collect(self, done: Iterable[Future], total: Optional[int]) -> None:
+    def _collect(self, done: Iterable[Future], total: int | None) -> None:
         fatal = None
         for future in done:
             outcome = future.result()  # _process_asset returns every error as an outcome
             self.counters.add(outcome)
             if outcome.status == "failed":
-                log.warning("Immich asset %s (%s) not imported: %s", outcome.asset.id,
-                            outcome.asset.original_filename, outcome.reason)
+                log.warning(
+                    "Immich asset %s (%s) not imported: %s",
+                    outcome.asset.id,
+                    outcome.asset.original_filename,
+                    outcome.reason,
+                )
             fatal = fatal or outcome.fatal
         if fatal is not None:
             raise fatal
@@ -418,10 +509,11 @@ class ImportRun:
             return AssetOutcome("skipped", asset, reason="its new file is identical to another item already stored")
         except Exception as exc:  # keep going with the other assets; the reason is recorded
             log.exception("unexpected error importing Immich asset %s", asset.id)
-            return AssetOutcome("failed", asset, reason=f"unexpected error: {exc or type(exc).__name__}",
-                                retry_later=True)
+            return AssetOutcome(
+                "failed", asset, reason=f"unexpected error: {exc or type(exc).__name__}", retry_later=True
+            )
 
-    def _download_and_store(self, asset: ImmichAsset, existing: Optional[dict]) -> AssetOutcome:
+    def _download_and_store(self, asset: ImmichAsset, existing: dict | None) -> AssetOutcome:
         tmp = self.services.storage.temp_path(".immich", prefix=f"job-{self.ctx.job_id}-")
         try:
             if not needs_fullsize(asset) or asset.is_video:
@@ -431,49 +523,76 @@ class ImportRun:
                 except InvalidMediaError as exc:
                     if asset.is_video:  # Immich's full-size rendition of a video is a still image
                         raise
-                    log.info("Immich asset %s (%s): original not usable (%s); taking Immich's full-size rendition",
-                             asset.id, asset.original_mime_type, exc)
+                    log.info(
+                        "Immich asset %s (%s): original not usable (%s); taking Immich's full-size rendition",
+                        asset.id,
+                        asset.original_mime_type,
+                        exc,
+                    )
             self.client.download_fullsize(asset.id, tmp)
             return self._store(asset, existing, tmp, RENDITION_FULLSIZE)
         finally:
             tmp.unlink(missing_ok=True)  # ingest consumes it; this covers a failed download
 
-    def _store(self, asset: ImmichAsset, existing: Optional[dict], tmp, rendition: str) -> AssetOutcome:
-        metadata = {"immich": {
-            "asset_id": asset.id, "rendition": rendition, "original_mime_type": asset.original_mime_type,
-            "original_filename": asset.original_filename, "checksum": asset.checksum,
-            "updated_at": asset.updated_at.isoformat(), "server_url": self.server,
-        }}
+    def _store(self, asset: ImmichAsset, existing: dict | None, tmp, rendition: str) -> AssetOutcome:
+        metadata = {
+            "immich": {
+                "asset_id": asset.id,
+                "rendition": rendition,
+                "original_mime_type": asset.original_mime_type,
+                "original_filename": asset.original_filename,
+                "checksum": asset.checksum,
+                "updated_at": asset.updated_at.isoformat(),
+                "server_url": self.server,
+            }
+        }
         if existing is not None:
             replace_original(self.services, existing, tmp, immich_checksum=asset.checksum, metadata=metadata)
             return AssetOutcome("imported", asset, rendition=rendition)
-        result = ingest_file(self.services, tmp, asset.original_filename, source="immich",
-                             immich_asset_id=asset.id, immich_checksum=asset.checksum, metadata=metadata)
+        result = ingest_file(
+            self.services,
+            tmp,
+            asset.original_filename,
+            source="immich",
+            immich_asset_id=asset.id,
+            immich_checksum=asset.checksum,
+            metadata=metadata,
+        )
         if result.created or result.item.get("immich_asset_id") == asset.id:
             return AssetOutcome("imported", asset, rendition=rendition)
-        return AssetOutcome("skipped", asset, reason=(
-            f"the same file as Immich asset {result.item['immich_asset_id']}, already imported"
-            if result.item.get("immich_asset_id") else "the same file is already stored"))
+        return AssetOutcome(
+            "skipped",
+            asset,
+            reason=(
+                f"the same file as Immich asset {result.item['immich_asset_id']}, already imported"
+                if result.item.get("immich_asset_id")
+                else "the same file is already stored"
+            ),
+        )
 
     # ------------------------------------------------------------------------ bookkeeping
     def _claim_run(self) -> dict:
         """Mark the job's run as running (again, on a retry: counters start over)."""
         params = self.ctx.parameters
         run_id = params.get("run_id")
-        reset = ("status = 'running', started_at = now(), finished_at = NULL, seen = 0, imported = 0,"
-                 " unchanged = 0, skipped = 0, failed = 0, failures = '[]'::jsonb, error = NULL, total = NULL,"
-                 " job_id = %s, updated_at = now()")
+        reset = (
+            "status = 'running', started_at = now(), finished_at = NULL, seen = 0, imported = 0,"
+            " unchanged = 0, skipped = 0, failed = 0, failures = '[]'::jsonb, error = NULL, total = NULL,"
+            " job_id = %s, updated_at = now()"
+        )
         run = None
         if run_id:
-            run = self.services.db.fetchone(f"UPDATE immich_import_runs SET {reset} WHERE id = %s RETURNING *",
-                                            (self.ctx.job_id, run_id))
+            run = self.services.db.fetchone(
+                f"UPDATE immich_import_runs SET {reset} WHERE id = %s RETURNING *", (self.ctx.job_id, run_id)
+            )
         if run is None:  # a job made without a run row (or its row was deleted): record one
             mode = params.get("mode") if params.get("mode") in MODES else "incremental"
             albums = list(params.get("album_ids") or self.settings.immich_album_ids)
             run = self.services.db.fetchone(
                 "INSERT INTO immich_import_runs (id, mode, status, started_at, job_id, album_ids)"
                 " VALUES (%s, %s, 'running', now(), %s, %s) RETURNING *",
-                (run_id or uuid.uuid4(), mode, self.ctx.job_id, albums))
+                (run_id or uuid.uuid4(), mode, self.ctx.job_id, albums),
+            )
         return run
 
     def _save(self, force: bool = False) -> None:
@@ -485,9 +604,10 @@ class ImportRun:
         self.services.db.execute(
             "UPDATE immich_import_runs SET seen = %s, imported = %s, unchanged = %s, skipped = %s, failed = %s,"
             " failures = %s, updated_at = now() WHERE id = %s",
-            (c.seen, c.imported, c.unchanged, c.skipped, c.failed, jsonb(c.failures), self.run["id"]))
+            (c.seen, c.imported, c.unchanged, c.skipped, c.failed, jsonb(c.failures), self.run["id"]),
+        )
 
-    def _finish(self, status: str, error: Optional[str] = None) -> None:
+    def _finish(self, status: str, error: str | None = None) -> None:
         c = self.counters
         with self.services.db.connection() as conn:
             run = conn.execute(
@@ -495,8 +615,19 @@ class ImportRun:
                 " skipped = %s, failed = %s, failures = %s,"
                 " finished_at = CASE WHEN %s IN ('queued', 'running') THEN NULL ELSE now() END, updated_at = now()"
                 " WHERE id = %s RETURNING *",
-                (status, error, c.seen, c.imported, c.unchanged, c.skipped, c.failed, jsonb(c.failures), status,
-                 self.run["id"])).fetchone()
+                (
+                    status,
+                    error,
+                    c.seen,
+                    c.imported,
+                    c.unchanged,
+                    c.skipped,
+                    c.failed,
+                    jsonb(c.failures),
+                    status,
+                    self.run["id"],
+                ),
+            ).fetchone()
             if status != "completed":
                 return
             # The next incremental run starts from this run's start, or from the oldest asset
@@ -506,7 +637,8 @@ class ImportRun:
                 "INSERT INTO immich_sync_state (id, server_url, last_success_at, last_run_id, updated_at)"
                 " VALUES (1, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET server_url = EXCLUDED.server_url,"
                 " last_success_at = EXCLUDED.last_success_at, last_run_id = EXCLUDED.last_run_id, updated_at = now()",
-                (self.server, watermark, run["id"]))
+                (self.server, watermark, run["id"]),
+            )
 
     def _finish_after_error(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__

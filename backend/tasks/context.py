@@ -1,5 +1,6 @@
 """What a task handler gets: the job, its media item, parameters, progress reporting and a safe way
 to store results as derived assets."""
+
 from __future__ import annotations
 
 import logging
@@ -8,7 +9,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ai.errors import Cancelled
 from backend.db import jsonb
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 class TaskContext:
     PROGRESS_INTERVAL_S = 0.5
 
-    def __init__(self, services: Services, job: dict, item: Optional[dict]) -> None:
+    def __init__(self, services: Services, job: dict, item: dict | None) -> None:
         self.services = services
         self.settings = services.settings
         self.job = job
@@ -42,7 +43,7 @@ class TaskContext:
         value = self.parameters.get(name)
         return default if value is None else value
 
-    def progress(self, done: int, total: Optional[int], stage: str, force: bool = False) -> None:
+    def progress(self, done: int, total: int | None, stage: str, force: bool = False) -> None:
         """Record progress (throttled) and stop with Cancelled if the job was cancelled meanwhile."""
         now = time.monotonic()
         if not force and now - self._last_report < self.PROGRESS_INTERVAL_S and (total is None or done < total):
@@ -51,7 +52,8 @@ class TaskContext:
         row = self.services.db.fetchone(
             "UPDATE processing_jobs SET progress_done = %s, progress_total = %s, stage = %s, heartbeat_at = now(),"
             " updated_at = now() WHERE id = %s AND status = 'processing' RETURNING id",
-            (done, total, stage[:200], self.job_id))
+            (done, total, stage[:200], self.job_id),
+        )
         if row is None:
             raise Cancelled(f"job {self.job_id} was cancelled")
 
@@ -72,9 +74,20 @@ class TaskContext:
             except FileNotFoundError:
                 pass
 
-    def store_asset(self, tmp: Path, *, kind: str, filename: str, mime_type: str, variant: str = "",
-                    model: Optional[str] = None, parameters: Optional[dict] = None, width: Optional[int] = None,
-                    height: Optional[int] = None, metadata: Optional[dict] = None) -> dict:
+    def store_asset(
+        self,
+        tmp: Path,
+        *,
+        kind: str,
+        filename: str,
+        mime_type: str,
+        variant: str = "",
+        model: str | None = None,
+        parameters: dict | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        metadata: dict | None = None,
+    ) -> dict:
         """Move a finished result next to its item and record it, replacing an earlier result of the
         same kind and variant: the file is renamed into place and the row upserted, so a rerun never
         leaves a half-written file or a duplicate row."""
@@ -83,12 +96,15 @@ class TaskContext:
         size = tmp.stat().st_size
         with self.services.db.connection() as conn:
             # Only a job still running may publish (a cancelled one must not).
-            running = conn.execute("SELECT 1 FROM processing_jobs WHERE id = %s AND status = 'processing' FOR UPDATE",
-                                   (self.job_id,)).fetchone()
+            running = conn.execute(
+                "SELECT 1 FROM processing_jobs WHERE id = %s AND status = 'processing' FOR UPDATE", (self.job_id,)
+            ).fetchone()
             if running is None:
                 raise Cancelled(f"job {self.job_id} was cancelled")
-            old = conn.execute("SELECT path FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = %s",
-                               (self.item["id"], kind, variant)).fetchone()
+            old = conn.execute(
+                "SELECT path FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = %s",
+                (self.item["id"], kind, variant),
+            ).fetchone()
             row = conn.execute(
                 "INSERT INTO derived_assets (id, media_id, job_id, kind, variant, model, parameters, path, mime_type,"
                 " size_bytes, width, height, metadata) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
@@ -96,16 +112,31 @@ class TaskContext:
                 " parameters = EXCLUDED.parameters, path = EXCLUDED.path, mime_type = EXCLUDED.mime_type,"
                 " size_bytes = EXCLUDED.size_bytes, width = EXCLUDED.width, height = EXCLUDED.height,"
                 " metadata = EXCLUDED.metadata, created_at = now() RETURNING *",
-                (uuid.uuid4(), self.item["id"], self.job_id, kind, variant, model, jsonb(parameters or {}), rel,
-                 mime_type, size, width, height, jsonb(metadata or {}))).fetchone()
+                (
+                    uuid.uuid4(),
+                    self.item["id"],
+                    self.job_id,
+                    kind,
+                    variant,
+                    model,
+                    jsonb(parameters or {}),
+                    rel,
+                    mime_type,
+                    size,
+                    width,
+                    height,
+                    jsonb(metadata or {}),
+                ),
+            ).fetchone()
             storage.place(tmp, rel)
         if old and old["path"] != rel:
             storage.remove(old["path"])
         return row
 
     def heartbeat(self) -> None:
-        self.services.db.execute("UPDATE processing_jobs SET heartbeat_at = now() WHERE id = %s AND status = 'processing'",
-                                 (self.job_id,))
+        self.services.db.execute(
+            "UPDATE processing_jobs SET heartbeat_at = now() WHERE id = %s AND status = 'processing'", (self.job_id,)
+        )
 
 
 def worker_name() -> str:

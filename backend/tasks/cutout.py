@@ -1,5 +1,6 @@
 """Background-removal tasks: a PNG for a photo; a WebM with alpha, a ProRes MOV or an MP4 on a colour
 for a video (with its sound)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,14 +38,24 @@ def photo_cutout(ctx: TaskContext) -> dict:
     else:
         meta = run(ctx.source_path, tmp, model=model, output="transparent", background=_background(variant))
     ctx.progress(1, 1, "saving", force=True)
-    asset = ctx.store_asset(tmp, kind="cutout", variant=variant, filename=f"cutout_{variant}.png",
-                            mime_type="image/png", model=model_name, parameters={"background": variant},
-                            width=meta.get("width"), height=meta.get("height"), metadata=meta)
+    asset = ctx.store_asset(
+        tmp,
+        kind="cutout",
+        variant=variant,
+        filename=f"cutout_{variant}.png",
+        mime_type="image/png",
+        model=model_name,
+        parameters={"background": variant},
+        width=meta.get("width"),
+        height=meta.get("height"),
+        metadata=meta,
+    )
     return {"asset_id": str(asset["id"]), "background": variant}
 
 
 def video_cutout(ctx: TaskContext) -> dict:
-    from ai.cutout import cutout_video_filename, video_cutout as run
+    from ai.cutout import cutout_video_filename
+    from ai.cutout import video_cutout as run
 
     variant = str(ctx.param("background", ctx.settings.cutout_video_background)).lower().lstrip("#")
     prores = bool(ctx.param("prores", False))
@@ -57,8 +68,16 @@ def video_cutout(ctx: TaskContext) -> dict:
     tmp = ctx.temp_path(Path(filename).suffix)
     meta = run(ctx.source_path, tmp, model=model, background=background, prores=prores, progress=ctx.progress)
     store_variant = variant + ("_prores" if prores else "")
-    asset = ctx.store_asset(tmp, kind="cutout_video", variant=store_variant, filename=filename,
-                            mime_type=VIDEO_MIME.get(Path(filename).suffix, "application/octet-stream"),
-                            model=model_name, parameters={"background": variant, "prores": prores},
-                            width=meta.get("width"), height=meta.get("height"), metadata=meta)
+    asset = ctx.store_asset(
+        tmp,
+        kind="cutout_video",
+        variant=store_variant,
+        filename=filename,
+        mime_type=VIDEO_MIME.get(Path(filename).suffix, "application/octet-stream"),
+        model=model_name,
+        parameters={"background": variant, "prores": prores},
+        width=meta.get("width"),
+        height=meta.get("height"),
+        metadata=meta,
+    )
     return {"asset_id": str(asset["id"]), "background": variant, "prores": prores}

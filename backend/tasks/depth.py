@@ -1,4 +1,5 @@
 """Depth tasks: a PNG for a photo, a ZIP of depth (and colour) frames plus a manifest for a video."""
+
 from __future__ import annotations
 
 from backend.settings import Settings
@@ -11,8 +12,13 @@ def depth_model(settings: Settings, name: str | None = None):
 
     ai = get_ai_settings()
     apply_model_cache_env(ai)
-    return get_depth_model(name or settings.depth_model, device=ai.device, precision=ai.precision,
-                           input_size=ai.depth_input_size, batch_size=ai.depth_batch_size)
+    return get_depth_model(
+        name or settings.depth_model,
+        device=ai.device,
+        precision=ai.precision,
+        input_size=ai.depth_input_size,
+        batch_size=ai.depth_batch_size,
+    )
 
 
 def photo_depth(ctx: TaskContext) -> dict:
@@ -25,9 +31,17 @@ def photo_depth(ctx: TaskContext) -> dict:
     model = depth_model(s, model_name)
     tmp = ctx.temp_path(".png")
     meta = run(ctx.source_path, tmp, model=model, bit_depth=bit_depth, polarity=polarity, progress=ctx.progress)
-    asset = ctx.store_asset(tmp, kind="depth", filename="depth.png", mime_type="image/png", model=model_name,
-                            parameters={"bit_depth": bit_depth, "polarity": polarity},
-                            width=meta.get("width"), height=meta.get("height"), metadata=meta)
+    asset = ctx.store_asset(
+        tmp,
+        kind="depth",
+        filename="depth.png",
+        mime_type="image/png",
+        model=model_name,
+        parameters={"bit_depth": bit_depth, "polarity": polarity},
+        width=meta.get("width"),
+        height=meta.get("height"),
+        metadata=meta,
+    )
     return {"asset_id": str(asset["id"]), "width": asset["width"], "height": asset["height"], "polarity": polarity}
 
 
@@ -49,12 +63,29 @@ def video_depth(ctx: TaskContext) -> dict:
     model = depth_model(s, model_name)
     model.load()
     tmp = ctx.temp_path(".zip")
-    manifest = run(ctx.source_path, tmp, model=model, progress=ctx.progress,
-                   source={"media_id": str(ctx.item["id"]), "filename": ctx.item["original_filename"]}, **params)
+    manifest = run(
+        ctx.source_path,
+        tmp,
+        model=model,
+        progress=ctx.progress,
+        source={"media_id": str(ctx.item["id"]), "filename": ctx.item["original_filename"]},
+        **params,
+    )
     ctx.progress(manifest.get("frame_count", 0), manifest.get("frame_count", 0), "saving", force=True)
     meta = {k: v for k, v in manifest.items() if k != "frames"}
-    asset = ctx.store_asset(tmp, kind="depth_frames", filename="depth_frames.zip", mime_type="application/zip",
-                            model=model_name, parameters=params, width=manifest.get("frame_width"),
-                            height=manifest.get("frame_height"), metadata=meta)
-    return {"asset_id": str(asset["id"]), "frame_count": manifest.get("frame_count"),
-            "effective_fps": manifest.get("effective_fps")}
+    asset = ctx.store_asset(
+        tmp,
+        kind="depth_frames",
+        filename="depth_frames.zip",
+        mime_type="application/zip",
+        model=model_name,
+        parameters=params,
+        width=manifest.get("frame_width"),
+        height=manifest.get("frame_height"),
+        metadata=meta,
+    )
+    return {
+        "asset_id": str(asset["id"]),
+        "frame_count": manifest.get("frame_count"),
+        "effective_fps": manifest.get("effective_fps"),
+    }

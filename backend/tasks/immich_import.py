@@ -1,4 +1,5 @@
 """The ``immich_import`` task: one import run from Immich (the work is in backend.immich.importer)."""
+
 from __future__ import annotations
 
 from backend.tasks.context import TaskContext

@@ -3,19 +3,20 @@
 Failures are classified: bad input and unavailable models fail at once with the reason; anything
 else is retried with exponential backoff until the job's attempts are used up.
 """
+
 from __future__ import annotations
 
 import importlib
 import logging
 import threading
 import traceback
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from rq.timeouts import JobTimeoutException
 
 from ai.errors import Cancelled, InvalidMediaError, ModelUnavailableError, PipelineError
 from backend.db import jsonb
-from backend.jobs import skip_reason, disabled_flags
+from backend.jobs import disabled_flags, skip_reason
 from backend.services import Services
 from backend.settings import get_settings
 from backend.tasks.context import TaskContext, worker_name
@@ -31,9 +32,9 @@ HANDLERS = {
     "immich_import": "backend.tasks.immich_import:run_import",
 }
 
-_services: Optional[Services] = None
+_services: Services | None = None
 _services_lock = threading.Lock()
-current_job_id: Optional[str] = None  # read by the worker's heartbeat thread
+current_job_id: str | None = None  # read by the worker's heartbeat thread
 
 
 def set_services(services: Services) -> None:
@@ -63,10 +64,12 @@ def _finish(services: Services, job_id: str, status: str, **fields) -> None:
     values = [jsonb(v) if k == "result" else v for k, v in fields.items()]
     services.db.execute(
         f"UPDATE processing_jobs SET status = %s, {sets + ', ' if sets else ''}finished_at = now(), updated_at = now(),"
-        " heartbeat_at = NULL WHERE id = %s AND status = 'processing'", [status, *values, job_id])
+        " heartbeat_at = NULL WHERE id = %s AND status = 'processing'",
+        [status, *values, job_id],
+    )
 
 
-def run_job(job_id: str) -> Optional[dict]:
+def run_job(job_id: str) -> dict | None:
     global current_job_id
     services = get_services()
     settings = services.settings
@@ -75,19 +78,29 @@ def run_job(job_id: str) -> Optional[dict]:
             "UPDATE processing_jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),"
             " heartbeat_at = now(), worker_name = %s, stage = 'starting', last_error = CASE WHEN error_kind ="
             " 'worker_lost' THEN last_error END, updated_at = now()"
-            " WHERE id = %s AND status IN ('pending', 'queued') RETURNING *", (worker_name(), job_id)).fetchone()
+            " WHERE id = %s AND status IN ('pending', 'queued') RETURNING *",
+            (worker_name(), job_id),
+        ).fetchone()
         if job is None:  # cancelled, or already taken by another worker
             log.info("job %s is no longer queued; nothing to do", job_id)
             return None
-        item = conn.execute("SELECT * FROM media_items WHERE id = %s", (job["media_id"],)).fetchone() \
-            if job["media_id"] else None
+        item = (
+            conn.execute("SELECT * FROM media_items WHERE id = %s", (job["media_id"],)).fetchone()
+            if job["media_id"]
+            else None
+        )
     if job["media_id"] and item is None:
         _finish(services, job_id, "failed", last_error="the media item was deleted", error_kind="invalid_input")
         return None
     # Flags are read again here: one may have been turned off since the job was queued.
     if disabled_flags(settings, job["task"]):
-        _finish(services, job_id, "skipped", skip_reason=skip_reason(settings, job["task"]),
-                enable_with=",".join(disabled_flags(settings, job["task"])))
+        _finish(
+            services,
+            job_id,
+            "skipped",
+            skip_reason=skip_reason(settings, job["task"]),
+            enable_with=",".join(disabled_flags(settings, job["task"])),
+        )
         return None
 
     ctx = TaskContext(services, job, item)
@@ -100,14 +113,20 @@ def run_job(job_id: str) -> Optional[dict]:
             " progress_done = COALESCE(progress_total, GREATEST(progress_done, 1)),"
             " progress_total = COALESCE(progress_total, GREATEST(progress_done, 1)), error_kind = NULL,"
             " last_error = NULL, heartbeat_at = NULL, updated_at = now() WHERE id = %s AND status = 'processing'",
-            (jsonb(result), job_id))
+            (jsonb(result), job_id),
+        )
         return result
     except Cancelled:
         log.info("job %s cancelled", job_id)
         _finish(services, job_id, "cancelled", stage="cancelled")
     except JobTimeoutException:
-        _finish(services, job_id, "failed", error_kind="timeout",
-                last_error=f"the job took longer than its time limit of {job['timeout_s']} s and was stopped")
+        _finish(
+            services,
+            job_id,
+            "failed",
+            error_kind="timeout",
+            last_error=f"the job took longer than its time limit of {job['timeout_s']} s and was stopped",
+        )
     except (InvalidMediaError, ModelUnavailableError) as exc:
         kind = "invalid_input" if isinstance(exc, InvalidMediaError) else "model_unavailable"
         _finish(services, job_id, "failed", error_kind=kind, last_error=str(exc))
@@ -121,7 +140,8 @@ def run_job(job_id: str) -> Optional[dict]:
                 "UPDATE processing_jobs SET status = 'pending', run_after = now() + make_interval(secs => %s),"
                 " last_error = %s, error_kind = 'transient', stage = %s, heartbeat_at = NULL, updated_at = now()"
                 " WHERE id = %s AND status = 'processing'",
-                (delay, message, f"retrying in {delay} s (attempt {job['attempts']} of {job['max_attempts']})", job_id))
+                (delay, message, f"retrying in {delay} s (attempt {job['attempts']} of {job['max_attempts']})", job_id),
+            )
         else:
             kind = getattr(exc, "error_kind", None) or ("internal" if retryable else "invalid_input")
             _finish(services, job_id, "failed", error_kind=kind, last_error=message)

@@ -1,4 +1,5 @@
 """Fixtures shared by the AI pipeline tests: a tiny depth model and generated media."""
+
 from __future__ import annotations
 
 import pytest

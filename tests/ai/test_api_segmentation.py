@@ -1,4 +1,5 @@
 """HTTP API of background removal on the AI service (Flask test client, stand-in model)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,9 @@ JOB_WAIT_SECONDS = 120  # a safety net against a hung worker, not a speed requir
 
 @pytest.fixture(scope="module")
 def app(stand_in_home, tmp_path_factory):
-    settings = dataclasses.replace(AISettings.from_env(), segmentation_model="u2netp",
-                                   model_cache_dir=tmp_path_factory.mktemp("models"))
+    settings = dataclasses.replace(
+        AISettings.from_env(), segmentation_model="u2netp", model_cache_dir=tmp_path_factory.mktemp("models")
+    )
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
@@ -51,13 +53,17 @@ def video_path(tmp_path_factory):
 
 
 def post_photo(client, data: bytes, field: str = "image", **form):
-    return client.post("/remove-bg", data={field: (io.BytesIO(data), "photo.png"), **form},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/remove-bg", data={field: (io.BytesIO(data), "photo.png"), **form}, content_type="multipart/form-data"
+    )
 
 
 def post_video(client, path, field: str = "video", **form):
-    return client.post("/remove-bg-video", data={field: (io.BytesIO(path.read_bytes()), path.name), **form},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/remove-bg-video",
+        data={field: (io.BytesIO(path.read_bytes()), path.name), **form},
+        content_type="multipart/form-data",
+    )
 
 
 def wait_for(client, status_url: str) -> dict:
@@ -70,6 +76,7 @@ def wait_for(client, status_url: str) -> dict:
 
 
 # --- photos ---
+
 
 def test_remove_bg_returns_transparent_png(client, photo_bytes):
     response = post_photo(client, photo_bytes)
@@ -92,12 +99,15 @@ def test_remove_bg_mask_and_background_and_file_field(client, photo_bytes):
     assert pixels.shape == (120, 160, 3) and np.abs(pixels[:20].astype(int) - (0, 255, 0)).max() <= 6
 
 
-@pytest.mark.parametrize("form, message", [
-    ({"background": "purple"}, "#rrggbb"),
-    ({"output": "outline"}, "transparent or mask"),
-    ({"model": "not-a-model"}, "isnet-general-use"),
-    ({"output": "mask", "background": "green"}, "mask"),
-])
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ({"background": "purple"}, "#rrggbb"),
+        ({"output": "outline"}, "transparent or mask"),
+        ({"model": "not-a-model"}, "isnet-general-use"),
+        ({"output": "mask", "background": "green"}, "mask"),
+    ],
+)
 def test_remove_bg_bad_options_are_400(client, photo_bytes, form, message):
     response = post_photo(client, photo_bytes, **form)
     assert response.status_code == 400
@@ -131,6 +141,7 @@ def test_models_endpoint_lists_segmentation_models(client):
 
 # --- videos ---
 
+
 def test_video_job_runs_and_returns_webm_with_alpha(app, client, video_path, tmp_path):
     response = post_video(client, video_path)
     assert response.status_code == 202
@@ -149,8 +160,11 @@ def test_video_job_runs_and_returns_webm_with_alpha(app, client, video_path, tmp
     assert "cutout_transparent.webm" in result.headers["Content-Disposition"]
     out = tmp_path / "out.webm"
     out.write_bytes(result.data)
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-c:v", "libvpx-vp9", "-i", str(out), "-f", "rawvideo",
-                          "-pix_fmt", "rgba", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-c:v", "libvpx-vp9", "-i", str(out), "-f", "rawvideo", "-pix_fmt", "rgba", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     alpha = np.frombuffer(raw, np.uint8).reshape(-1, 120, 160, 4)[:, :, :, 3]
     assert alpha.shape[0] == 20 and alpha[:, 40:80, 50:110].min() >= 200 and alpha[:, :20].max() <= 50
 
@@ -179,21 +193,25 @@ def test_video_job_colour_and_prores_options(client, video_path):
     assert client.get(prores.get_json()["result_url"]).mimetype == "video/quicktime"
 
 
-@pytest.mark.parametrize("form, message", [
-    ({"background_type": "purple"}, "#rrggbb"),
-    ({"background_type": "green", "prores": "1"}, "ProRes"),
-    ({"prores": "maybe"}, "prores"),
-    ({"model": "nope"}, "valid names"),
-    ({"height": "tall"}, "height"),
-])
+@pytest.mark.parametrize(
+    "form, message",
+    [
+        ({"background_type": "purple"}, "#rrggbb"),
+        ({"background_type": "green", "prores": "1"}, "ProRes"),
+        ({"prores": "maybe"}, "prores"),
+        ({"model": "nope"}, "valid names"),
+        ({"height": "tall"}, "height"),
+    ],
+)
 def test_video_bad_options_are_400(client, video_path, form, message):
     response = post_video(client, video_path, **form)
     assert response.status_code == 400 and message in response.get_json()["error"]["message"]
 
 
 def test_video_bad_upload_and_unknown_job(client):
-    not_video = client.post("/remove-bg-video", data={"video": (io.BytesIO(b"hello\n" * 100), "x.mp4")},
-                            content_type="multipart/form-data")
+    not_video = client.post(
+        "/remove-bg-video", data={"video": (io.BytesIO(b"hello\n" * 100), "x.mp4")}, content_type="multipart/form-data"
+    )
     assert not_video.status_code == 422 and not_video.get_json()["error"]["code"] == "invalid_media"
     assert client.post("/remove-bg-video", data={}, content_type="multipart/form-data").status_code == 400
     assert client.get("/remove-bg-video/0123abcd").status_code == 404

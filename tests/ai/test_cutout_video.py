@@ -4,6 +4,7 @@ Generated videos only (160x120, 2 s at 10 fps) and the stand-in segmentation mod
 decoder (ai.frames), rembg session code and ffmpeg encoders all run. Outputs are read back with
 ffprobe/ffmpeg, the WebM with the libvpx decoder because ffmpeg's native VP9 decoder drops alpha.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,22 @@ BOX_OUTSIDE = (slice(0, 20), slice(None))
 
 
 def ffprobe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-print_format", "json", "-show_format",
-                          "-show_streams", str(path)], capture_output=True, check=True, text=True).stdout
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -40,16 +55,22 @@ def audio_streams(path: Path) -> list[dict]:
 
 def audio_seconds(path: Path) -> float:
     """Length of the decoded audio (what a player plays), independent of container bookkeeping."""
-    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", "8000",
-                          "-f", "s16le", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", "8000", "-f", "s16le", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     return len(raw) / 2 / 8000
 
 
 def decode_rgba(path: Path, width: int = 160, height: int = 120) -> np.ndarray:
     """All frames as N x H x W x 4 uint8; WebM through libvpx-vp9 (keeps the alpha plane)."""
     decoder = ["-c:v", "libvpx-vp9"] if path.suffix == ".webm" else []
-    raw = subprocess.run(["ffmpeg", "-v", "error", *decoder, "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgba",
-                          "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", *decoder, "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgba", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 4)
 
 
@@ -62,10 +83,30 @@ def still_with_audio(tmp_path_factory):
 def jump_video(tmp_path_factory):
     """A bright 40x40 square on a dark background at x=20 for 1 s, then at x=100 (a real, sudden move)."""
     path = tmp_path_factory.mktemp("v") / "jump.mp4"
-    graph = ("color=c=0x202840:s=160x120:r=10:d=2[bg];color=c=0xf0e0c0:s=40x40:r=10:d=2[fg];"
-             "[bg][fg]overlay=x='if(lt(t,1),20,100)':y=40:shortest=1")
-    subprocess.run(["ffmpeg", "-y", "-v", "error", "-filter_complex", graph, "-c:v", "libx264", "-preset",
-                    "ultrafast", "-crf", "10", "-pix_fmt", "yuv420p", str(path)], check=True)
+    graph = (
+        "color=c=0x202840:s=160x120:r=10:d=2[bg];color=c=0xf0e0c0:s=40x40:r=10:d=2[fg];"
+        "[bg][fg]overlay=x='if(lt(t,1),20,100)':y=40:shortest=1"
+    )
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            "-v",
+            "error",
+            "-filter_complex",
+            graph,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -96,20 +137,20 @@ def test_colour_background_mp4_copies_aac_audio(stand_in_home, still_with_audio,
     assert int(stream["nb_read_frames"]) == 20 and stream["r_frame_rate"] == "10/1"
     frames = decode_rgba(dst).astype(int)
     assert np.abs(frames[(slice(None),) + BOX_OUTSIDE][..., :3] - (0, 255, 0)).max() <= 12
-    assert np.abs(frames[(slice(None),) + BOX_INSIDE][..., :3] - (0xff, 0xcc, 0x00)).max() <= 16
+    assert np.abs(frames[(slice(None),) + BOX_INSIDE][..., :3] - (0xFF, 0xCC, 0x00)).max() <= 16
     audio = audio_streams(dst)
     assert [s["codec_name"] for s in audio] == ["aac"]
     source_audio = audio_streams(still_with_audio)[0]
     assert audio[0]["nb_read_frames"] == source_audio["nb_read_frames"], "AAC copied, not re-encoded"
     assert audio_seconds(dst) == pytest.approx(audio_seconds(still_with_audio), abs=0.1)
     assert float(ffprobe(dst)["format"]["duration"]) == pytest.approx(
-        float(ffprobe(still_with_audio)["format"]["duration"]), abs=0.1)
+        float(ffprobe(still_with_audio)["format"]["duration"]), abs=0.1
+    )
     assert meta["background"] == "green" and not meta["has_alpha"]
 
 
 def test_non_aac_audio_is_reencoded_to_aac_for_mp4(stand_in_home, tmp_path):
-    src = make_video(tmp_path / "opus.mkv", seconds=2, fps=10, still=True, audio=True,
-                     extra=["-c:a", "libopus"])
+    src = make_video(tmp_path / "opus.mkv", seconds=2, fps=10, still=True, audio=True, extra=["-c:a", "libopus"])
     assert audio_streams(src)[0]["codec_name"] == "opus"
     dst = tmp_path / cutout_video_filename("#FF00AA")
     assert dst.name == "cutout_ff00aa.mp4"
@@ -136,10 +177,24 @@ def test_prores_4444_mov_has_alpha_and_pcm_audio(stand_in_home, still_with_audio
 
 def test_video_without_audio_and_odd_size_and_rotation(stand_in_home, tmp_path):
     src = tmp_path / "odd.mp4"  # 4:4:4 H.264 can have odd sizes; 4:2:0 output cannot
-    subprocess.run(["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i",
-                    "color=c=0x336699:s=161x121:r=10:d=1,format=rgb24,"
-                    "drawbox=x=40:y=30:w=80:h=60:color=0xffcc00:t=fill",
-                    "-c:v", "libx264", "-pix_fmt", "yuv444p", str(src)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=0x336699:s=161x121:r=10:d=1,format=rgb24,drawbox=x=40:y=30:w=80:h=60:color=0xffcc00:t=fill",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv444p",
+            str(src),
+        ],
+        check=True,
+    )
     dst = tmp_path / "odd.mp4.out.mp4"
     meta = video_cutout(src, dst, model=MODEL, background="black")
     stream = video_stream(dst)
@@ -161,6 +216,7 @@ def test_height_scales_the_output_down(stand_in_home, still_with_audio, tmp_path
 
 
 # --- temporal smoothing ---
+
 
 def test_alpha_smoother_steadies_noise_but_follows_a_jump():
     rng = np.random.default_rng(0)
@@ -191,8 +247,9 @@ def test_alpha_smoother_rejects_bad_strength(strength):
 
 def test_smoothing_reduces_flicker_on_a_noisy_still_video(stand_in_home, tmp_path):
     # Temporal noise on a still scene makes the per-frame matte wobble at the subject's edges.
-    src = make_video(tmp_path / "noisy.mp4", seconds=2, fps=10, still=True,
-                     extra=["-vf", "noise=alls=20:allf=t+u", "-crf", "10"])
+    src = make_video(
+        tmp_path / "noisy.mp4", seconds=2, fps=10, still=True, extra=["-vf", "noise=alls=20:allf=t+u", "-crf", "10"]
+    )
     wobble = {}
     for smoothing in (0.0, 0.6):
         dst = tmp_path / f"noisy_{smoothing}.mov"
@@ -216,6 +273,7 @@ def test_smoothing_does_not_smear_a_moving_subject(stand_in_home, jump_video, tm
 
 # --- errors and cancelling ---
 
+
 def test_cancel_stops_and_removes_partial_output(stand_in_home, still_with_audio, tmp_path):
     dst = tmp_path / "cancelled.webm"
     seen = []
@@ -233,17 +291,25 @@ def test_cancel_stops_and_removes_partial_output(stand_in_home, still_with_audio
 
 def test_progress_counts_every_frame(stand_in_home, still_with_audio, tmp_path):
     seen = []
-    video_cutout(still_with_audio, tmp_path / "p.mp4", model=MODEL, background="white",
-                 progress=lambda d, t, s: seen.append((d, t, s)))
+    video_cutout(
+        still_with_audio,
+        tmp_path / "p.mp4",
+        model=MODEL,
+        background="white",
+        progress=lambda d, t, s: seen.append((d, t, s)),
+    )
     frames = [d for d, _, s in seen if s.startswith("removing background")]
     assert frames == list(range(1, 21))
     assert seen[-1][:2] == (20, 20)
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "empty"),
-    (b"just some text, not a video\n" * 50, "not a video"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty"),
+        (b"just some text, not a video\n" * 50, "not a video"),
+    ],
+)
 def test_bad_input_is_invalid_media(stand_in_home, tmp_path, content, reason):
     src = tmp_path / "upload.mp4"
     src.write_bytes(content)

@@ -1,4 +1,5 @@
 """Depth pipelines on a tiny random Depth Anything loaded through the real from_pretrained path."""
+
 from __future__ import annotations
 
 import io
@@ -10,8 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ai.depth import (DepthModel, RunningDepthNormalizer, download_depth_model, encode_depth, get_depth_model,
-                      normalize_min_max, photo_depth, resolve_precision, video_depth)
+from ai.depth import (
+    DepthModel,
+    RunningDepthNormalizer,
+    download_depth_model,
+    encode_depth,
+    get_depth_model,
+    normalize_min_max,
+    photo_depth,
+    resolve_precision,
+    video_depth,
+)
 from ai.errors import Cancelled, InvalidMediaError, ModelUnavailableError
 from ai.frames import extract_frames
 from ai.probe import oriented_image
@@ -21,8 +31,9 @@ from tests.tiny_models import TINY_DEPTH_INPUT_SIZE
 
 @pytest.fixture(scope="module")
 def model(tiny_depth_model_dir) -> DepthModel:
-    return get_depth_model(str(tiny_depth_model_dir), device="cpu", precision="fp32",
-                           input_size=TINY_DEPTH_INPUT_SIZE, batch_size=3).load()
+    return get_depth_model(
+        str(tiny_depth_model_dir), device="cpu", precision="fp32", input_size=TINY_DEPTH_INPUT_SIZE, batch_size=3
+    ).load()
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +42,9 @@ def moving_video(media_dir) -> Path:
 
 
 def test_model_loads_once_per_process_and_predicts_each_image_at_its_own_size(model, tiny_depth_model_dir):
-    again = get_depth_model(str(tiny_depth_model_dir), device="cpu", precision="fp32",
-                            input_size=TINY_DEPTH_INPUT_SIZE, batch_size=3)
+    again = get_depth_model(
+        str(tiny_depth_model_dir), device="cpu", precision="fp32", input_size=TINY_DEPTH_INPUT_SIZE, batch_size=3
+    )
     assert again is model and model.loaded and model.device == "cpu"
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 130, 3), dtype=np.uint8))
     frames = [np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(4)]
@@ -111,8 +123,16 @@ def test_photo_depth_png_at_the_oriented_size(tmp_path, model, bit_depth, mode, 
 def test_video_depth_zip_layout_and_manifest(tmp_path, model, moving_video):
     calls = []
     dst = tmp_path / "out.zip"
-    manifest = video_depth(moving_video, dst, model=model, fps=4, max_frames=6, height=96,
-                           source={"asset_id": "abc"}, progress=lambda d, t, s: calls.append((d, t, s)))
+    manifest = video_depth(
+        moving_video,
+        dst,
+        model=model,
+        fps=4,
+        max_frames=6,
+        height=96,
+        source={"asset_id": "abc"},
+        progress=lambda d, t, s: calls.append((d, t, s)),
+    )
     with zipfile.ZipFile(dst) as archive:
         names = archive.namelist()
         stored = json.loads(archive.read("manifest.json"))
@@ -127,14 +147,46 @@ def test_video_depth_zip_layout_and_manifest(tmp_path, model, moving_video):
             assert color.format == "JPEG" and color.size == (128, 96)
     assert stored == json.loads(json.dumps(manifest))
     expected_times = [f.time for f in extract_frames(moving_video, fps=4, max_frames=6, height=96)]
-    assert [f["time"] for f in manifest["frames"]] == expected_times == pytest.approx([0, .25, .5, .75, 1, 1.25], abs=0.06)
+    assert (
+        [f["time"] for f in manifest["frames"]]
+        == expected_times
+        == pytest.approx([0, 0.25, 0.5, 0.75, 1, 1.25], abs=0.06)
+    )
     assert manifest["frames"][0] | {"raw_range": None} == {
-        "index": 1, "time": 0.0, "depth": "depth_frame_0001.png", "color": "color_frame_0001.jpg", "raw_range": None}
-    assert {k: manifest[k] for k in ("version", "source", "model", "method", "requested_fps", "effective_fps",
-                                     "frame_width", "frame_height", "frame_count", "polarity", "bit_depth")} == {
-        "version": 1, "source": {"asset_id": "abc"}, "model": model.model_name, "method": "interval",
-        "requested_fps": 4, "effective_fps": 4, "frame_width": 128, "frame_height": 96, "frame_count": 6,
-        "polarity": "near_dark", "bit_depth": 8}
+        "index": 1,
+        "time": 0.0,
+        "depth": "depth_frame_0001.png",
+        "color": "color_frame_0001.jpg",
+        "raw_range": None,
+    }
+    assert {
+        k: manifest[k]
+        for k in (
+            "version",
+            "source",
+            "model",
+            "method",
+            "requested_fps",
+            "effective_fps",
+            "frame_width",
+            "frame_height",
+            "frame_count",
+            "polarity",
+            "bit_depth",
+        )
+    } == {
+        "version": 1,
+        "source": {"asset_id": "abc"},
+        "model": model.model_name,
+        "method": "interval",
+        "requested_fps": 4,
+        "effective_fps": 4,
+        "frame_width": 128,
+        "frame_height": 96,
+        "frame_count": 6,
+        "polarity": "near_dark",
+        "bit_depth": 8,
+    }
     assert manifest["normalization"]["method"] == "running-percentile"
     assert [c[0] for c in calls if c[2].startswith("frame ")] == [1, 2, 3, 4, 5, 6]
     assert calls[-1][:2] == (6, 6)
@@ -142,8 +194,17 @@ def test_video_depth_zip_layout_and_manifest(tmp_path, model, moving_video):
 
 def test_video_depth_keyframes_16_bit_without_color(tmp_path, model, media_dir):
     video = make_video(media_dir / "gop4.mp4", seconds=2, fps=10, gop=4)
-    manifest = video_depth(video, tmp_path / "k.zip", model=model, method="keyframes", include_color=False,
-                           bit_depth=16, polarity="near_bright", height=None, max_frames=None)
+    manifest = video_depth(
+        video,
+        tmp_path / "k.zip",
+        model=model,
+        method="keyframes",
+        include_color=False,
+        bit_depth=16,
+        polarity="near_bright",
+        height=None,
+        max_frames=None,
+    )
     assert [f["time"] for f in manifest["frames"]] == pytest.approx([0, 0.4, 0.8, 1.2, 1.6])
     assert manifest["requested_fps"] is None and manifest["effective_fps"] == pytest.approx(2.5)
     with zipfile.ZipFile(tmp_path / "k.zip") as archive:
@@ -164,7 +225,7 @@ def test_running_normaliser_keeps_a_static_background_steady_while_an_object_mov
         depth = scene.copy()
         if i >= 3:
             x = 10 + 12 * (i - 3)
-            depth[20:28, x:x + 8] = 5.0
+            depth[20:28, x : x + 8] = 5.0
         frames.append(depth)
     background = np.ones((height, width), dtype=bool)
     background[20:28, :] = False  # everywhere the object ever is
@@ -220,9 +281,11 @@ def test_bad_inputs_are_invalid_media_and_leave_nothing(tmp_path, model, moving_
     empty.write_bytes(b"")
     audio = make_video(tmp_path / "sound.m4a", seconds=1, audio=True, extra=["-vn"])
     cases = [
-        (photo_depth, text, "not a recognised image"), (photo_depth, empty, "empty"),
+        (photo_depth, text, "not a recognised image"),
+        (photo_depth, empty, "empty"),
         (photo_depth, moving_video, "video, not a photo"),
-        (video_depth, text, "not a video"), (video_depth, empty, "empty"),
+        (video_depth, text, "not a video"),
+        (video_depth, empty, "empty"),
         (video_depth, audio, "no video stream"),
     ]
     for pipeline, src, reason in cases:

@@ -1,4 +1,5 @@
 """Frame extraction against what ffprobe says about the same files."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,22 @@ from tests.media_factory import make_video, shared_media
 
 def ffprobe_frames(path: Path) -> list[tuple[float, bool]]:
     """(pts_time, is_key_frame) of every video frame, in presentation order."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                          "frame=pts_time,key_frame", "-of", "json", str(path)],
-                         check=True, capture_output=True).stdout
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=pts_time,key_frame",
+            "-of",
+            "json",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     frames = [(float(f["pts_time"]), bool(int(f["key_frame"]))) for f in json.loads(out)["frames"]]
     return sorted(frames)
 
@@ -141,10 +155,13 @@ def test_stopping_early_releases_ffmpeg(gop_video):
     assert first.index == 1
 
 
-@pytest.mark.parametrize("name, content, reason", [
-    ("notes.mp4", b"this is a text file, not a video\n" * 20, "not a video"),
-    ("empty.mp4", b"", "empty"),
-])
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("notes.mp4", b"this is a text file, not a video\n" * 20, "not a video"),
+        ("empty.mp4", b"", "empty"),
+    ],
+)
 def test_non_videos_are_invalid_media(tmp_path, name, content, reason):
     path = tmp_path / name
     path.write_bytes(content)
@@ -168,10 +185,16 @@ def test_truncated_videos_are_invalid_media(tmp_path):
             list(extract_frames(cut, fps=5, max_frames=None))
 
 
-@pytest.mark.parametrize("options, word", [
-    ({"method": "scenes"}, "method"), ({"fps": 0}, "fps"), ({"fps": "x"}, "fps"),
-    ({"max_frames": -1}, "max_frames"), ({"height": 0}, "height"),
-])
+@pytest.mark.parametrize(
+    "options, word",
+    [
+        ({"method": "scenes"}, "method"),
+        ({"fps": 0}, "fps"),
+        ({"fps": "x"}, "fps"),
+        ({"max_frames": -1}, "max_frames"),
+        ({"height": 0}, "height"),
+    ],
+)
 def test_bad_options_are_rejected(gop_video, options, word):
     with pytest.raises(ValueError, match=word):
         next(extract_frames(gop_video, **options))

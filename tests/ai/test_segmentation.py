@@ -3,6 +3,7 @@
 The model is a stand-in ONNX graph with the real model's interface ("bright = foreground", see
 tests/stand_in_onnx.py), loaded by rembg's own session code from U2NET_HOME.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,9 +14,14 @@ from PIL import Image
 
 from ai.cutout import InvalidOptionError, parse_background, photo_cutout
 from ai.errors import Cancelled, InvalidMediaError, ModelUnavailableError
-from ai.segmentation import (SegmentationModel, UnknownSegmentationModelError,
-                             available_segmentation_models, download_segmentation_model,
-                             get_segmentation_model, local_model_path)
+from ai.segmentation import (
+    SegmentationModel,
+    UnknownSegmentationModelError,
+    available_segmentation_models,
+    download_segmentation_model,
+    get_segmentation_model,
+    local_model_path,
+)
 from tests.stand_in_onnx import stand_in_home  # noqa: F401  (pytest fixture)
 
 DARK = (20, 30, 60)
@@ -48,13 +54,21 @@ def outside(mask: np.ndarray) -> np.ndarray:
 
 # --- registry ---
 
+
 def test_registry_lists_supported_models_with_one_commercial_default():
     from rembg.sessions import sessions
 
     models = available_segmentation_models()
     names = [m["name"] for m in models]
-    assert {"isnet-general-use", "u2net", "u2netp", "u2net_human_seg", "silueta", "birefnet-general",
-            "birefnet-portrait"} <= set(names)
+    assert {
+        "isnet-general-use",
+        "u2net",
+        "u2netp",
+        "u2net_human_seg",
+        "silueta",
+        "birefnet-general",
+        "birefnet-portrait",
+    } <= set(names)
     assert all(name in sessions for name in names), "every listed model must be one rembg can run"
     defaults = [m for m in models if m["default"]]
     assert [m["name"] for m in defaults] == ["isnet-general-use"]
@@ -109,6 +123,7 @@ def test_corrupt_model_file_is_reported(tmp_path, monkeypatch):
 
 # --- stand-in model through rembg ---
 
+
 def test_stand_in_model_loads_offline_through_rembg(stand_in_home):
     assert download_segmentation_model("isnet-general-use") == str(stand_in_home / "isnet-general-use.onnx")
     model = get_segmentation_model("isnet-general-use")
@@ -118,7 +133,7 @@ def test_stand_in_model_loads_offline_through_rembg(stand_in_home):
     pixels[SUBJECT] = BRIGHT
     alpha = model.predict(pixels)
     assert alpha.shape == (120, 160) and alpha.dtype == np.float32
-    assert 0.0 <= alpha.min() and alpha.max() <= 1.0
+    assert alpha.min() >= 0.0 and alpha.max() <= 1.0
     assert inside(alpha).min() > 0.9 and outside(alpha).max() < 0.1
     assert np.allclose(model.predict(Image.fromarray(pixels)), alpha), "PIL and array input agree"
     described = model.describe()
@@ -134,6 +149,7 @@ def test_predict_rejects_a_non_image_array(stand_in_home):
 
 
 # --- photo cut-out ---
+
 
 def test_transparent_png_aligned_with_subject(stand_in_home, tmp_path):
     src = subject_photo(tmp_path / "photo.png")
@@ -177,10 +193,16 @@ def test_mask_output_is_grayscale_matte(stand_in_home, tmp_path):
     assert meta["output"] == "mask" and meta["background"] is None
 
 
-@pytest.mark.parametrize("background, rgb", [
-    ("green", (0, 255, 0)), ("blue", (0, 0, 255)), ("white", (255, 255, 255)), ("black", (0, 0, 0)),
-    ("#FF00aa", (255, 0, 170)),
-])
+@pytest.mark.parametrize(
+    "background, rgb",
+    [
+        ("green", (0, 255, 0)),
+        ("blue", (0, 0, 255)),
+        ("white", (255, 255, 255)),
+        ("black", (0, 0, 0)),
+        ("#FF00aa", (255, 0, 170)),
+    ],
+)
 def test_solid_background_composites_subject_over_colour(stand_in_home, tmp_path, background, rgb):
     src = subject_photo(tmp_path / "photo.png")
     dst = tmp_path / "cutout.png"
@@ -214,10 +236,13 @@ def test_bad_options_are_rejected(stand_in_home, tmp_path):
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "b.png").exists()
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "empty"),
-    (b"hello, this is not a picture\n" * 20, "not a recognised image"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty"),
+        (b"hello, this is not a picture\n" * 20, "not a recognised image"),
+    ],
+)
 def test_bad_input_is_invalid_media(stand_in_home, tmp_path, content, reason):
     src = tmp_path / "upload.jpg"
     src.write_bytes(content)
@@ -243,8 +268,12 @@ def test_missing_source_file_is_invalid_media(stand_in_home, tmp_path):
 def test_progress_reports_and_cancel_leaves_nothing(stand_in_home, tmp_path):
     src = subject_photo(tmp_path / "photo.png")
     seen = []
-    photo_cutout(src, tmp_path / "ok.png", model="isnet-general-use",
-                 progress=lambda done, total, stage: seen.append((done, total, stage)))
+    photo_cutout(
+        src,
+        tmp_path / "ok.png",
+        model="isnet-general-use",
+        progress=lambda done, total, stage: seen.append((done, total, stage)),
+    )
     assert seen[0][0] == 0 and seen[-1][:2] == (3, 3)
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
 

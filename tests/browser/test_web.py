@@ -5,6 +5,7 @@ with a tiny random Depth Anything model and every feature flag on. Everything go
 pages, as a user would: upload with the file input, watch the grid, open the viewer.
 WebGL runs on SwiftShader (software), so no GPU is needed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,14 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu-sandbox",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
 ]
 JOB_TIMEOUT_MS = 180_000  # a worker on 2 shared CPU cores; the tiny model makes this seconds in practice
@@ -81,7 +88,9 @@ def wait_for_jobs_settled(page, item_id: str, tasks: list[str]) -> dict[str, str
                 return row && ['completed', 'failed', 'cancelled', 'skipped'].includes(row.dataset.jobStatus);
             });
         }""",
-        arg=[item_id, tasks], timeout=JOB_TIMEOUT_MS)
+        arg=[item_id, tasks],
+        timeout=JOB_TIMEOUT_MS,
+    )
     return {task: card.locator(f".job[data-task='{task}']").get_attribute("data-job-status") for task in tasks}
 
 
@@ -93,10 +102,13 @@ def canvas_pixels(page) -> np.ndarray:
 
 
 def wait_for_viewer(page) -> dict:
-    page.wait_for_function("window.parallaxViewer && (window.parallaxViewer.ready || window.parallaxViewer.error)",
-                           timeout=JOB_TIMEOUT_MS)
-    state = page.evaluate("({error: parallaxViewer.error, mode: parallaxViewer.mode, "
-                          "index: parallaxViewer.currentDepthIndex, manifest: parallaxViewer.manifest})")
+    page.wait_for_function(
+        "window.parallaxViewer && (window.parallaxViewer.ready || window.parallaxViewer.error)", timeout=JOB_TIMEOUT_MS
+    )
+    state = page.evaluate(
+        "({error: parallaxViewer.error, mode: parallaxViewer.mode, "
+        "index: parallaxViewer.currentDepthIndex, manifest: parallaxViewer.manifest})"
+    )
     assert state["error"] is None, state["error"]
     return state
 
@@ -140,10 +152,16 @@ def test_photo_upload_jobs_and_viewer(live_stack, page, tmp_path):
     assert yellow.mean() > 0.01
 
     # The depth map really displaces the mesh: with the camera still, flat and deep renders differ.
-    flat = render_after(page, "document.getElementById('depth-slider').value = '0';"
-                              "document.getElementById('depth-slider').dispatchEvent(new Event('input'))")
-    deep = render_after(page, "document.getElementById('depth-slider').value = '0.8';"
-                              "document.getElementById('depth-slider').dispatchEvent(new Event('input'))")
+    flat = render_after(
+        page,
+        "document.getElementById('depth-slider').value = '0';"
+        "document.getElementById('depth-slider').dispatchEvent(new Event('input'))",
+    )
+    deep = render_after(
+        page,
+        "document.getElementById('depth-slider').value = '0.8';"
+        "document.getElementById('depth-slider').dispatchEvent(new Event('input'))",
+    )
     change = float(np.abs(flat - deep).mean())
     assert change > 1.0, f"changing the depth strength did not change the picture (mean change {change:.2f})"
 
@@ -157,8 +175,9 @@ def test_item_page_shows_results_and_downloads(live_stack, page, tmp_path):
     page.locator("#item-title", has_text="portrait.jpg").wait_for()
     for frame in ("#original-frame img", "#depth-frame img", "#cutout-frame img"):
         page.locator(frame).wait_for()
-        page.wait_for_function(f"document.querySelector('{frame}').complete && "
-                               f"document.querySelector('{frame}').naturalWidth > 0")
+        page.wait_for_function(
+            f"document.querySelector('{frame}').complete && document.querySelector('{frame}').naturalWidth > 0"
+        )
     assert page.locator("#cutout-frame").evaluate("el => el.classList.contains('checkerboard')")
     assert page.locator("#viewer-link").is_visible()
     assert page.locator("#viewer-link").get_attribute("href") == f"/viewer/{item_id}"
@@ -174,7 +193,8 @@ def test_item_page_shows_results_and_downloads(live_stack, page, tmp_path):
     # A download link serves the real file.
     depth_href = next(href for href in hrefs if href.startswith(f"/api/media/{item_id}/depth"))
     status, content_type = page.evaluate(
-        "async (url) => { const r = await fetch(url); return [r.status, r.headers.get('Content-Type')]; }", depth_href)
+        "async (url) => { const r = await fetch(url); return [r.status, r.headers.get('Content-Type')]; }", depth_href
+    )
     assert status == 200 and content_type.startswith("image/png")
 
 
@@ -191,8 +211,9 @@ def test_video_viewer_follows_seeking(live_stack, page, tmp_path):
     assert state["mode"] == "video", "Chromium should play the H.264 source itself"
     frames = manifest["frames"]
     assert len(frames) >= 4, f"expected several depth frames for a 3 s clip, got {len(frames)}"
-    page.wait_for_function("parallaxViewer.loadedDepthFrames === parallaxViewer.manifest.frames.length",
-                           timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_function(
+        "parallaxViewer.loadedDepthFrames === parallaxViewer.manifest.frames.length", timeout=PAGE_TIMEOUT_MS
+    )
     assert canvas_pixels(page).std() > 20
 
     times = [f["time"] for f in frames]
@@ -210,13 +231,18 @@ def test_video_viewer_follows_seeking(live_stack, page, tmp_path):
         want = expected_index(target)
         page.evaluate("(t) => { parallaxViewer.video.currentTime = t; }", target)
         try:
-            page.wait_for_function("([want, t]) => Math.abs(parallaxViewer.video.currentTime - t) < 1e-3 "
-                                   "&& parallaxViewer.currentDepthIndex === want", arg=[want, target],
-                                   timeout=20_000)
+            page.wait_for_function(
+                "([want, t]) => Math.abs(parallaxViewer.video.currentTime - t) < 1e-3 "
+                "&& parallaxViewer.currentDepthIndex === want",
+                arg=[want, target],
+                timeout=20_000,
+            )
         except sync_api.TimeoutError:
             shown = page.evaluate("[parallaxViewer.video.currentTime, parallaxViewer.currentDepthIndex]")
-            pytest.fail(f"after seeking to {target:.3f} s the viewer shows depth frame {shown[1]} "
-                        f"(video at {shown[0]:.3f} s); the manifest says frame {want}")
+            pytest.fail(
+                f"after seeking to {target:.3f} s the viewer shows depth frame {shown[1]} "
+                f"(video at {shown[0]:.3f} s); the manifest says frame {want}"
+            )
         seen.append(want)
     assert len(set(seen)) == len(seen), f"the chosen seek targets did not exercise different frames: {seen}"
 
