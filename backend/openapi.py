@@ -80,6 +80,10 @@ def build_spec() -> dict[str, Any]:
                 "source": {"enum": ["upload", "immich"]},
                 "immich_asset_id": nullable_str,
                 "immich_url": nullable_str,
+                "immich_removed": {
+                    "enum": ["deleted", "trashed", "archived", "not_on_timeline", None],
+                    "description": "why the Immich asset left the timeline; such items are hidden from the list",
+                },
                 "status": {"type": ["string", "null"], "description": "made of the newest job of each task"},
                 "created_at": {"type": "string"},
                 "original_url": {"type": "string"},

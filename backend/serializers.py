@@ -15,7 +15,8 @@ def _iso(value: datetime | None) -> str | None:
 def item_json(item: dict, settings: Settings) -> dict[str, Any]:
     immich_url = None
     base = settings.immich_public_url or settings.immich_url
-    if item.get("immich_asset_id") and base:
+    # No link to an asset deleted in Immich (a trashed or archived one still opens there).
+    if item.get("immich_asset_id") and base and item.get("immich_removed") != "deleted":
         immich_url = f"{base.rstrip('/').removesuffix('/api')}/photos/{item['immich_asset_id']}"
     return {
         "id": str(item["id"]),
@@ -35,6 +36,7 @@ def item_json(item: dict, settings: Settings) -> dict[str, Any]:
         "source": item["source"],
         "immich_asset_id": item["immich_asset_id"],
         "immich_url": immich_url,
+        "immich_removed": item.get("immich_removed"),
         "status": item.get("status"),
         "created_at": _iso(item["created_at"]),
         "original_url": f"/api/media/{item['id']}/original",

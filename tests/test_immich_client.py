@@ -183,7 +183,7 @@ def test_wrong_api_key_raises_auth_error(fake_immich):
 def test_missing_permission_raises_permission_error(fake_immich):
     fake_immich.permissions = {"asset.view", "asset.download", "album.read", "server.about"}
     client = client_for(fake_immich)
-    with pytest.raises(ImmichPermissionError, match="lacks the permission asset.read") as info:
+    with pytest.raises(ImmichPermissionError, match=r"lacks the permission asset\.read") as info:
         list(client.iter_assets())
     assert info.value.permission == "asset.read"
     # Optional permissions degrade gracefully.

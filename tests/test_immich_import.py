@@ -82,7 +82,9 @@ def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, 
     assert _counts(run) == (5, 5, 0, 0, 0) and run["failures"] == [] and run["updated_after"] is None
     assert run["job"]["status"] == "completed" and run["job"]["progress"]["done"] == 5
     searches = [body for _, _, body in fake.calls("POST", "/api/search/metadata")]
-    assert [b["page"] for b in searches] == [1, 2, 3] and all(b["size"] == 2 for b in searches)
+    # The timeline and the archive, trashed assets included: how removals are noticed.
+    assert [(b.get("visibility"), b["page"]) for b in searches] == [(None, 1), (None, 2), (None, 3), ("archive", 1)]
+    assert all(b["size"] == 2 and b["withDeleted"] is True for b in searches)
     assert not any("updatedAfter" in b for b in searches)
     assert sorted(_originals(fake)) == sorted(a.id for a in photos + [video])
 

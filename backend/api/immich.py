@@ -22,6 +22,7 @@ from backend.immich.client import (
     ImmichPermissionError,
     ImmichServerError,
 )
+from backend.immich.connection import check_connection
 from backend.serializers import job_json
 
 bp = Blueprint("immich", __name__)
@@ -52,7 +53,12 @@ def run_json(run: dict, job: dict | None = None) -> dict[str, Any]:
         "unchanged": run["unchanged"],
         "skipped": run["skipped"],
         "failed": run["failed"],
+        "removed": run["removed"],
+        "restored": run["restored"],
+        "summary": importer.run_summary(run),
         "failures": run["failures"] or [],
+        "skips": run["skips"] or [],
+        "removals": run["removals"] or [],
         "error": run["error"],
         "job": None,
         "url": f"/api/immich/imports/{run['id']}",
@@ -88,7 +94,7 @@ def status():
             "SELECT * FROM immich_import_runs WHERE status NOT IN ('queued', 'running')"
             " ORDER BY created_at DESC LIMIT 1"
         ).fetchone()
-        state = conn.execute("SELECT * FROM immich_sync_state WHERE id = 1").fetchone()
+    last_success = importer.last_success(svc)
     return jsonify(
         configured=importer.is_configured(settings),
         url=importer.server_label(settings.immich_url),
@@ -97,7 +103,8 @@ def status():
         album_ids=list(settings.immich_album_ids),
         sync_interval_minutes=settings.immich_sync_interval_minutes,
         import_concurrency=settings.immich_import_concurrency,
-        last_success_at=_iso(state["last_success_at"]) if state else None,
+        removed_assets=settings.immich_removed_assets,
+        last_success_at=_iso(last_success),
         last_run=_run_with_job(last),
         running=_run_with_job(running),
     )
@@ -117,8 +124,8 @@ def _immich_error(exc: ImmichError):
 
 @bp.post("/api/immich/test")
 def test_connection():
-    """Check the URL and key: server version, the key's user, asset counts and albums (the last
-    three only when the key has those optional permissions)."""
+    """Check the URL, the key and its permissions against what the enabled features need; show
+    the key's user, asset counts and albums when the key may read them."""
     settings = services().settings
     if not importer.is_configured(settings):
         return _not_configured()
@@ -129,22 +136,29 @@ def test_connection():
         return api_error(400, "immich_not_configured", str(exc))
     try:
         with client:
-            major, minor, patch = client.server_version()
-            user = client.me()
-            stats = client.statistics()
-            try:
-                albums = [{"id": a.id, "name": a.name, "asset_count": a.asset_count} for a in client.albums()]
-            except ImmichPermissionError:
-                albums = None
+            report = check_connection(client, settings)
     except ImmichError as exc:
         return _immich_error(exc)
+    missing = [{"permission": name, "needed_for": why} for name, why in report.missing.items()]
+    if not report.ok:
+        return api_error(400, "immich_permission", report.missing_message(), missing=missing)
+    major, minor, patch = report.version
+    user, stats = report.user, report.statistics
     return jsonify(
         ok=True,
         url=importer.server_label(settings.immich_url),
         server={"version": f"{major}.{minor}.{patch}", "major": major, "minor": minor, "patch": patch},
+        permissions={
+            "checked": report.permissions is not None,
+            "missing": missing,
+            "missing_optional": [{"permission": n, "needed_for": w} for n, w in report.missing_optional.items()],
+        },
         user={"id": user.id, "name": user.name, "email": user.email} if user else None,
         statistics={"images": stats.images, "videos": stats.videos, "total": stats.total} if stats else None,
-        albums=albums,
+        albums=[{"id": a.id, "name": a.name, "asset_count": a.asset_count} for a in report.albums]
+        if report.albums is not None
+        else None,
+        warnings=report.warnings,
     )
 
 
@@ -217,6 +231,21 @@ def get_import(run_id: str):
 
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_ASSET_LIST = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "asset_id": {"type": "string"},
+            "file_name": {"type": "string"},
+            "reason": {"type": "string"},
+        },
+    },
+}
+_PERMISSION_LIST = {
+    "type": "array",
+    "items": {"type": "object", "properties": {"permission": {"type": "string"}, "needed_for": {"type": "string"}}},
+}
 _RUN_SCHEMA = {
     "type": "object",
     "description": "an import run",
@@ -236,17 +265,12 @@ _RUN_SCHEMA = {
         "unchanged": {"type": "integer"},
         "skipped": {"type": "integer"},
         "failed": {"type": "integer"},
-        "failures": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "asset_id": {"type": "string"},
-                    "file_name": {"type": "string"},
-                    "reason": {"type": "string"},
-                },
-            },
-        },
+        "removed": {"type": "integer", "description": "items hidden or deleted: their asset left Immich's timeline"},
+        "restored": {"type": "integer", "description": "hidden items shown again: their asset came back"},
+        "summary": {"type": "string", "description": 'e.g. "completed", "completed with 3 failures"'},
+        "failures": _ASSET_LIST,
+        "skips": {**_ASSET_LIST, "description": "assets not taken, with the reason"},
+        "removals": {**_ASSET_LIST, "description": "what this run removed, with the reason"},
         "error": {"type": ["string", "null"]},
         "job": {"type": ["object", "null"], "description": "the job carrying the run: status, progress, error"},
         "url": {"type": "string"},
@@ -275,7 +299,11 @@ OPENAPI_PATHS: dict = {
                             "album_ids": {"type": "array", "items": {"type": "string"}},
                             "sync_interval_minutes": {"type": "integer"},
                             "import_concurrency": {"type": "integer"},
-                            "last_success_at": {"type": ["string", "null"]},
+                            "removed_assets": {"enum": ["hide", "delete"], "description": "IMMICH_REMOVED_ASSETS"},
+                            "last_success_at": {
+                                "type": ["string", "null"],
+                                "description": "start of the last successful import of the configured selection",
+                            },
                             "last_run": {"oneOf": [_RUN_SCHEMA, {"type": "null"}]},
                             "running": {"oneOf": [_RUN_SCHEMA, {"type": "null"}]},
                         },
@@ -287,7 +315,7 @@ OPENAPI_PATHS: dict = {
     "/api/immich/test": {
         "post": {
             "tags": ["immich"],
-            "summary": "Test the connection: server version, user, asset counts, albums",
+            "summary": "Test the connection: server version, the key's permissions, user, asset counts, albums",
             "responses": {
                 "200": _json_response(
                     {
@@ -296,6 +324,20 @@ OPENAPI_PATHS: dict = {
                             "ok": {"type": "boolean"},
                             "url": {"type": "string"},
                             "server": {"type": "object", "properties": {"version": {"type": "string"}}},
+                            "permissions": {
+                                "type": "object",
+                                "description": "the key's permissions (GET /api/api-keys/me) against what is needed",
+                                "properties": {
+                                    "checked": {"type": "boolean"},
+                                    "missing": _PERMISSION_LIST,
+                                    "missing_optional": _PERMISSION_LIST,
+                                },
+                            },
+                            "warnings": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "description": "optional details that could not be had (the test still passes)",
+                            },
                             "user": {
                                 "type": ["object", "null"],
                                 "description": "null without the user.read permission",
@@ -307,7 +349,7 @@ OPENAPI_PATHS: dict = {
                 ),
                 "400": {
                     "description": "not configured (immich_not_configured), key rejected (immich_auth) or lacking"
-                    " a permission (immich_permission)",
+                    " permissions the enabled features need (immich_permission; error.missing lists them)",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
                 },
                 "502": {

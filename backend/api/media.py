@@ -77,6 +77,7 @@ def list_media():
             CROSS JOIN LATERAL (SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = m.id) s
             WHERE (%(kind)s::text IS NULL OR m.kind = %(kind)s) AND (%(status)s::text IS NULL OR s.status = %(status)s)
               AND (%(source)s::text IS NULL OR m.source = %(source)s)
+              AND m.immich_removed IS NULL
             ORDER BY m.created_at DESC, m.id LIMIT %(limit)s OFFSET %(offset)s""",
         {"kind": kind, "status": status, "source": source, "limit": per_page, "offset": (page - 1) * per_page},
     )
@@ -87,7 +88,8 @@ def list_media():
             f"""SELECT count(*) AS n FROM media_items m
             CROSS JOIN LATERAL (SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = m.id) s
             WHERE (%(kind)s::text IS NULL OR m.kind = %(kind)s) AND (%(status)s::text IS NULL OR s.status = %(status)s)
-              AND (%(source)s::text IS NULL OR m.source = %(source)s)""",
+              AND (%(source)s::text IS NULL OR m.source = %(source)s)
+              AND m.immich_removed IS NULL""",
             {"kind": kind, "status": status, "source": source},
         )["n"]
     )

@@ -17,18 +17,38 @@ def _services(settings: Settings):
     return Services.create(settings, pool_size=2)
 
 
+# ``immich-import --wait`` exit codes: 0 every asset went through, 1 the run failed or was
+# cancelled, 2 Immich is not configured, 3 the run completed but some assets failed.
+EXIT_WITH_FAILURES = 3
+SHOWN_REASONS = 10
+
+
 def _run_line(run: dict) -> str:
+    from backend.immich.importer import run_summary
+
     counts = (
         f"seen {run['seen']}, imported {run['imported']}, unchanged {run['unchanged']},"
         f" skipped {run['skipped']}, failed {run['failed']}"
     )
+    if run["removed"] or run["restored"]:
+        counts += f", removed {run['removed']}, restored {run['restored']}"
     started = run["started_at"].isoformat(timespec="seconds") if run["started_at"] else "not started"
-    line = f"{run['id']}  {run['mode']:11} {run['status']:9}  {started}  {counts}"
-    return line + (f"\n    error: {run['error']}" if run["error"] else "")
+    return f"{run['id']}  {run['mode']:11} {run_summary(run)}  {started}  {counts}"
+
+
+def _reasons(title: str, entries: list[dict], total: int) -> list[str]:
+    if not total:
+        return []
+    lines = [f"{title} ({total}):"]
+    lines += [f"  {e['file_name']} ({e['asset_id']}): {e['reason']}" for e in entries[:SHOWN_REASONS]]
+    if total > SHOWN_REASONS:
+        lines.append(f"  ... and {total - SHOWN_REASONS} more (GET /api/immich/imports/<id>)")
+    return lines
 
 
 def cmd_immich_test(settings: Settings, args) -> int:
     from backend.immich.client import ImmichError
+    from backend.immich.connection import check_connection
     from backend.immich.importer import ImmichImportError, make_client, server_label
 
     try:
@@ -38,21 +58,23 @@ def cmd_immich_test(settings: Settings, args) -> int:
         return 2
     try:
         with client:
-            version = ".".join(map(str, client.server_version()))
-            user = client.me()
-            stats = client.statistics()
+            report = check_connection(client, settings)
     except ImmichError as exc:
         print(f"connection test failed: {exc}", file=sys.stderr)
         return 1
-    print(f"Immich {version} at {server_label(settings.immich_url)}: the API key works")
-    print(
-        f"  user: {user.name} <{user.email}>" if user else "  user: (the key lacks the optional user.read permission)"
-    )
-    print(
-        f"  assets: {stats.images} photos, {stats.videos} videos"
-        if stats
-        else "  assets: (the key lacks the optional asset.statistics permission)"
-    )
+    where = f"Immich {'.'.join(map(str, report.version))} at {server_label(settings.immich_url)}"
+    if not report.ok:
+        print(f"{where}: {report.missing_message()}", file=sys.stderr)
+        return 1
+    checked = "" if report.permissions is not None else " (this server cannot list the key's permissions)"
+    print(f"{where}: the API key works and has the permissions Parallax needs{checked}")
+    user, stats = report.user, report.statistics
+    print(f"  user: {user.name} <{user.email}>" if user else "  user: (not shown)")
+    print(f"  assets: {stats.images} photos, {stats.videos} videos" if stats else "  assets: (not counted)")
+    for name, why in report.missing_optional.items():
+        print(f"  optional permission missing: {name} ({why})")
+    for warning in report.warnings:
+        print(f"  note: {warning}")
     return 0
 
 
@@ -77,14 +99,23 @@ def cmd_immich_import(settings: Settings, args) -> int:
             print(f"follow it with: parallax watch {job['id']}  (a worker must be running)")
             return 0
         status = watch(services, str(job["id"]))
-        print(_run_line(get_run(services, run["id"])))
+        run = get_run(services, run["id"])
+        print(_run_line(run))
+        for line in (
+            _reasons("failed", run["failures"], run["failed"])
+            + _reasons("skipped", run["skips"], run["skipped"])
+            + _reasons("removed", run["removals"], run["removed"])
+        ):
+            print(line)
+        if status == 0 and run["failed"]:
+            return EXIT_WITH_FAILURES
         return status
     finally:
         services.close()
 
 
 def cmd_immich_status(settings: Settings, args) -> int:
-    from backend.immich.importer import active_run, is_configured, not_configured_message, server_label
+    from backend.immich.importer import active_run, is_configured, last_success, not_configured_message, server_label
 
     if not is_configured(settings):
         print(not_configured_message(settings))
@@ -101,13 +132,13 @@ def cmd_immich_status(settings: Settings, args) -> int:
     try:
         with services.db.connection() as conn:
             running = active_run(conn)
-            state = conn.execute("SELECT last_success_at FROM immich_sync_state WHERE id = 1").fetchone()
             runs = conn.execute(
                 "SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s", (args.limit,)
             ).fetchall()
+        last_started = last_success(services)
     finally:
         services.close()
-    last = state["last_success_at"].isoformat(timespec="seconds") if state and state["last_success_at"] else "never"
+    last = last_started.isoformat(timespec="seconds") if last_started else "never"
     print(f"last successful import started: {last}")
     print(f"running: {running['id']} ({running['status']})" if running else "running: none")
     for run in runs:
@@ -129,7 +160,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         help="only assets in this album (repeatable; default IMMICH_ALBUM_IDS)",
     )
-    p.add_argument("--wait", action="store_true", help="show a progress bar until the import ends")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="show a progress bar until the import ends; exit 0 only if every asset went through"
+        f" ({EXIT_WITH_FAILURES}: completed with failures)",
+    )
     p.set_defaults(func=cmd_immich_import)
     p = subparsers.add_parser("immich-status", help="Immich configuration and recent imports")
     p.add_argument("--limit", type=int, default=5, help="how many recent runs to list")

@@ -107,6 +107,7 @@ class ImmichAsset:
     duration_seconds: float | None  # None for still images
     is_archived: bool
     is_trashed: bool
+    is_offline: bool  # an external-library file Immich can no longer find on disk
     visibility: str
     width: int | None
     height: int | None
@@ -127,6 +128,7 @@ class ImmichAsset:
             duration_seconds=parse_duration(data.get("duration")),
             is_archived=visibility == "archive" or bool(data.get("isArchived")),
             is_trashed=bool(data.get("isTrashed")),
+            is_offline=bool(data.get("isOffline")),
             visibility=visibility,
             width=data.get("width") if data.get("width") is not None else exif.get("exifImageWidth"),
             height=data.get("height") if data.get("height") is not None else exif.get("exifImageHeight"),
@@ -136,6 +138,11 @@ class ImmichAsset:
     @property
     def is_video(self) -> bool:
         return self.type == "VIDEO"
+
+    @property
+    def on_timeline(self) -> bool:
+        """Whether the asset is one Parallax imports: not trashed, archived, hidden or locked."""
+        return not self.is_trashed and not self.is_archived and self.visibility not in _SKIPPED_VISIBILITY
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,8 @@ class ImmichAlbum:
     id: str
     name: str
     asset_count: int
+    # Bumped by Immich when assets are added to the album (an asset's own updatedAt is not).
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -335,8 +344,23 @@ class ImmichClient:
         """Albums the key's user owns or that are shared with them."""
         body = self._get_json("/albums")
         return [
-            ImmichAlbum(id=a["id"], name=a.get("albumName", ""), asset_count=int(a.get("assetCount", 0))) for a in body
+            ImmichAlbum(
+                id=a["id"],
+                name=a.get("albumName", ""),
+                asset_count=int(a.get("assetCount", 0)),
+                updated_at=parse_immich_datetime(a.get("updatedAt")),
+            )
+            for a in body
         ]
+
+    def key_permissions(self) -> frozenset[str] | None:
+        """The permissions of this API key (``GET /api/api-keys/me``; any key may read itself), or
+        None when the server cannot tell (an old server without the endpoint)."""
+        try:
+            body = self._get_json("/api-keys/me")
+        except ImmichNotFound:
+            return None
+        return frozenset(str(p) for p in body.get("permissions") or [])
 
     # ----------------------------------------------------------------------------------- assets
     def iter_assets(
@@ -347,6 +371,7 @@ class ImmichClient:
         album_ids: Iterable[str] | None = None,
         page_size: int = 250,
         with_archived: bool = False,
+        include_removed: bool = False,
     ) -> Iterator[ImmichAsset]:
         """Every image/video asset of the library, page by page (``POST /api/search/metadata``).
 
@@ -354,7 +379,9 @@ class ImmichClient:
         ``album_ids`` limits the listing to assets in *any* of those albums (Immich's own filter
         means *all* of them, so each album is searched separately and duplicates are dropped).
         Trashed assets are never yielded; archived ones only with ``with_archived``; hidden and
-        locked-folder assets never.
+        locked-folder assets never. ``include_removed`` also yields trashed and archived assets
+        (check ``on_timeline``): how an incremental sync learns that assets left the timeline, since
+        trashing, archiving and restoring all bump ``updatedAt``.
         """
         if asset_type is not None and asset_type not in _ASSET_TYPES:
             raise ValueError(f"asset_type must be one of {_ASSET_TYPES} or None, not {asset_type!r}")
@@ -365,9 +392,11 @@ class ImmichClient:
             base["type"] = asset_type
         if updated_after is not None:
             base["updatedAfter"] = format_immich_datetime(updated_after)
+        if include_removed:
+            base["withDeleted"] = True
 
         visibilities: list[str | None] = [None]  # None: the server's default, the timeline
-        if with_archived:
+        if with_archived or include_removed:
             visibilities.append("archive")
         albums: list[str | None] = list(dict.fromkeys(album_ids)) if album_ids else [None]
 
@@ -380,9 +409,9 @@ class ImmichClient:
                 if visibility:
                     query["visibility"] = visibility
                 for asset in self._search_pages(query):
-                    if asset.id in seen or asset.is_trashed or asset.type not in _ASSET_TYPES:
+                    if asset.id in seen or asset.type not in _ASSET_TYPES:
                         continue
-                    if asset.is_archived and not with_archived:
+                    if not include_removed and (asset.is_trashed or (asset.is_archived and not with_archived)):
                         continue
                     if asset.visibility in _SKIPPED_VISIBILITY - {"archive"}:
                         continue
@@ -440,18 +469,18 @@ class ImmichClient:
         return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
     def _with_retries(self, what: str, attempt: Callable[[], T]) -> T:
-        for number in range(self.retries + 1):
-            if number:
-                delay = self.backoff * (2 ** (number - 1))
-                log.warning(
-                    "Immich %s failed (%s); retry %d/%d in %.1fs", what, last.final, number, self.retries, delay
-                )
-                time.sleep(delay)
+        """``attempt()``, tried again after a backoff while it fails in a retryable way."""
+        number = 0
+        while True:
             try:
                 return attempt()
             except _Retryable as exc:
-                last = exc
-        raise last.final
+                if number >= self.retries:
+                    raise exc.final from None
+                number += 1
+                delay = self.backoff * (2 ** (number - 1))
+                log.warning("Immich %s failed (%s); retry %d/%d in %.1fs", what, exc.final, number, self.retries, delay)
+                time.sleep(delay)
 
     def _send(
         self, method: str, url: str, *, authenticated: bool = True, follow_redirects: bool = True, **kwargs: Any

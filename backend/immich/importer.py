@@ -5,11 +5,17 @@ job. The run lists the library (or some albums) through :class:`ImmichClient`, d
 few threads what is new or changed, and hands each file to ``media_service.ingest_file`` (or
 ``replace_original`` when an asset's checksum changed), exactly as an upload would be.
 
-* Idempotent: an asset already imported with the same checksum is not downloaded again.
-* Incremental: after a successful run, the next incremental run lists only assets updated since
-  that run *started* (``immich_sync_state.last_success_at``), so changes made during a run are
-  seen next time. Assets that failed for a reason that may pass (network, server error) hold that
-  watermark back, so the next incremental run tries them again.
+* Idempotent: an asset already imported with the same checksum is not downloaded again, nor is
+  one whose bytes are already stored for another asset (it is linked to that item instead).
+* Incremental, per selection: the whole library and each album are *scopes* with their own
+  watermark (``immich_sync_state``); an incremental run lists only assets of a scope updated since
+  that scope's last successful run *started*. Immich does not bump an asset's ``updatedAt`` when it
+  is added to an album, but it does bump the album's: an album whose ``updatedAt`` or asset count
+  changed is listed in full. Assets that failed for a reason that may pass (network, server error)
+  hold the watermark back, so the next incremental run tries them again; offline assets do not.
+* Mirroring: trashing, archiving and restoring bump ``updatedAt``, so every run sees them; a full
+  run of the whole library also finds assets deleted for good. Their items are hidden or deleted
+  (IMMICH_REMOVED_ASSETS) and come back when the asset is restored.
 * Originals our pipeline cannot decode (RAW, some HEIC...) are replaced by Immich's own full-size
   JPEG rendition; the item's metadata records which one was stored.
 * The API key lives only in the settings and the client: it is never put in a job's parameters,
@@ -34,6 +40,7 @@ from ai.errors import Cancelled, InvalidMediaError, PipelineError
 from backend import jobs
 from backend.db import jsonb
 from backend.immich.client import (
+    ImmichAlbum,
     ImmichAsset,
     ImmichAuthError,
     ImmichClient,
@@ -43,7 +50,7 @@ from backend.immich.client import (
     ImmichPermissionError,
     ImmichServerError,
 )
-from backend.media_service import ingest_file, replace_original
+from backend.media_service import delete_item, ingest_file, replace_original
 from backend.services import Services
 from backend.settings import Settings
 
@@ -56,11 +63,13 @@ ACTIVE_RUN_STATUSES = ("queued", "running")
 RUN_LOCK_ID = 7_231_006
 # A whole-library import can take hours; it is idempotent, so a stopped one simply resumes.
 DEFAULT_PAGE_SIZE = 250
-MAX_FAILURES_KEPT = 500  # the failed counter stays exact; the list of reasons is bounded
+MAX_FAILURES_KEPT = 500  # counters stay exact; the lists of reasons (failures, skips, removals) are bounded
 SAVE_INTERVAL_S = 1.0
 
 RENDITION_ORIGINAL = "original"
 RENDITION_FULLSIZE = "fullsize"
+
+LIBRARY_SCOPE = "library"  # the scope of a run without albums; an album's scope is its id
 
 # Camera RAW formats: no decoder here, so Immich's full-size JPEG is taken instead of the original.
 RAW_MIME_TYPES = frozenset(
@@ -295,19 +304,48 @@ def maybe_schedule_sync(services: Services) -> dict | None:
     return run
 
 
-def sync_state(services: Services) -> dict | None:
-    return services.db.fetchone("SELECT * FROM immich_sync_state WHERE id = 1")
+def selection_scopes(album_ids: Iterable[str]) -> list[str]:
+    """The watermark scopes of a selection: its albums, or the whole library."""
+    return list(dict.fromkeys(album_ids)) or [LIBRARY_SCOPE]
+
+
+def last_success(services: Services, album_ids: Iterable[str] | None = None) -> datetime | None:
+    """When the last successful import of this selection (default: IMMICH_ALBUM_IDS) started:
+    the oldest watermark of its scopes, None while any scope was never imported."""
+    settings = services.settings
+    scopes = selection_scopes(settings.immich_album_ids if album_ids is None else album_ids)
+    row = services.db.fetchone(
+        "SELECT count(last_success_at) AS n, min(last_success_at) AS oldest FROM immich_sync_state"
+        " WHERE server_url = %s AND scope = ANY(%s)",
+        (server_label(settings.immich_url), scopes),
+    )
+    return row["oldest"] if row and row["n"] == len(scopes) else None
+
+
+def run_summary(run: dict) -> str:
+    """One honest line: "completed", "completed with 3 failures", "failed: <why>"..."""
+    status = run["status"]
+    if status == "completed" and run["failed"]:
+        return f"completed with {run['failed']} failure{'s' if run['failed'] != 1 else ''}"
+    if status in ("failed", "cancelled") and run.get("error") and run["error"] != status:
+        return f"{status}: {run['error']}"
+    return status
 
 
 # -------------------------------------------------------------------------------- execution
 @dataclass
 class AssetOutcome:
-    status: str  # imported | unchanged | skipped | failed
+    status: str  # imported | unchanged | skipped | failed | removed | ignored
     asset: ImmichAsset
     reason: str | None = None
     rendition: str | None = None
     retry_later: bool = False  # a failure another run may get past (network, server error)
     fatal: BaseException | None = None  # stops the whole run (key revoked, permission removed)
+    restored: bool = False  # its item had been hidden because the asset had left Immich's timeline
+
+
+def _entry(asset_id: str, file_name: str, reason: str | None, **extra) -> dict:
+    return {"asset_id": asset_id, "file_name": file_name, "reason": reason or "unknown error", **extra}
 
 
 @dataclass
@@ -317,29 +355,49 @@ class RunCounters:
     unchanged: int = 0
     skipped: int = 0
     failed: int = 0
+    removed: int = 0
+    restored: int = 0
     failures: list = field(default_factory=list)
+    skips: list = field(default_factory=list)
+    removals: list = field(default_factory=list)
     # The oldest updatedAt among assets that failed in a way another run may get past.
     retry_from: datetime | None = None
 
     def add(self, outcome: AssetOutcome) -> None:
+        if outcome.status == "ignored":  # off the timeline and never imported: not ours to count
+            return
+        asset = outcome.asset
+        entry = _entry(asset.id, asset.original_filename, outcome.reason)
+        self.restored += outcome.restored
+        if outcome.status == "removed":
+            self.removed += 1
+            self._keep(self.removals, entry)
+            return
         self.seen += 1
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+        if outcome.status == "skipped":
+            self._keep(self.skips, entry)
         if outcome.status == "failed":
-            if len(self.failures) < MAX_FAILURES_KEPT:
-                self.failures.append(
-                    {
-                        "asset_id": outcome.asset.id,
-                        "file_name": outcome.asset.original_filename,
-                        "reason": outcome.reason or "unknown error",
-                    }
-                )
+            self._keep(self.failures, entry)
             if outcome.retry_later:
-                when = outcome.asset.updated_at
+                when = asset.updated_at
                 self.retry_from = when if self.retry_from is None else min(self.retry_from, when)
+
+    def add_removal(self, entry: dict) -> None:
+        self.removed += 1
+        self._keep(self.removals, entry)
+
+    @staticmethod
+    def _keep(entries: list, entry: dict) -> None:
+        if len(entries) < MAX_FAILURES_KEPT:
+            entries.append(entry)
 
     def stage(self) -> str:
         text = f"asset {self.seen} (imported {self.imported}, unchanged {self.unchanged}, failed {self.failed}"
-        return text + (f", skipped {self.skipped})" if self.skipped else ")")
+        for name in ("skipped", "removed", "restored"):
+            if getattr(self, name):
+                text += f", {name} {getattr(self, name)}"
+        return text + ")"
 
     def as_dict(self) -> dict:
         return {
@@ -348,7 +406,20 @@ class RunCounters:
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "failed": self.failed,
+            "removed": self.removed,
+            "restored": self.restored,
         }
+
+
+@dataclass
+class Scope:
+    """One part of a run's selection: the whole library or one album, listed since
+    ``updated_after`` (None: in full). ``album`` is the album as it was when the run started."""
+
+    name: str
+    album_id: str | None
+    updated_after: datetime | None
+    album: ImmichAlbum | None = None
 
 
 class ImportRun:
@@ -362,6 +433,8 @@ class ImportRun:
         self.client: ImmichClient | None = None
         self.server = server_label(self.settings.immich_url)
         self.run: dict = {}
+        self.scopes: list[Scope] = []
+        self._listed: set[str] = set()  # asset ids listed by this run (one album may repeat another)
         self._last_save = 0.0
 
     # ---------------------------------------------------------------------------- the run
@@ -380,12 +453,11 @@ class ImportRun:
         finally:
             if self.client is not None:
                 self.client.close()
-        log.info("Immich import run %s completed: %s", run_id, self.counters.as_dict())
+        log.info("Immich import run %s %s: %s", run_id, result["summary"], self.counters.as_dict())
         return result
 
     def _import(self) -> dict:
         client = self.client
-        mode = self.run["mode"]
         albums = list(self.run["album_ids"] or [])
         page_size = int(self.ctx.param("page_size", DEFAULT_PAGE_SIZE))
         self.ctx.progress(0, None, "connecting to Immich", force=True)
@@ -395,30 +467,40 @@ class ImportRun:
             # Nothing can be done without the server; the message says what to fix.
             raise ImmichImportError(f"Immich import failed: {exc}") from None
 
-        state = sync_state(self.services)
-        updated_after = None
-        if mode == "incremental" and state and state["last_success_at"] and state["server_url"] == self.server:
-            updated_after = state["last_success_at"]
-        total = self._expected_total() if updated_after is None and not albums else None
-        self.services.db.execute(
-            "UPDATE immich_import_runs SET updated_after = %s, total = %s, updated_at = now() WHERE id = %s",
-            (updated_after, total, self.run["id"]),
-        )
-        log.info(
-            "Immich import run %s: %s import from %s (Immich %s)%s%s",
-            self.run["id"],
-            "incremental" if updated_after else "full",
-            self.server,
-            ".".join(map(str, version)),
-            f", assets updated since {updated_after.isoformat()}" if updated_after else "",
-            f", albums {', '.join(albums)}" if albums else "",
-        )
-        self.ctx.progress(0, total, "listing assets", force=True)
-
         try:
-            self._process_all(
-                client.iter_assets(updated_after=updated_after, album_ids=albums or None, page_size=page_size), total
+            self.scopes = self._plan_scopes(albums)
+            full_library = self.scopes[0].name == LIBRARY_SCOPE and self.scopes[0].updated_after is None
+            total = self._expected_total() if full_library else None
+            incremental = [s.updated_after for s in self.scopes if s.updated_after is not None]
+            # What the run's record shows: since when assets were listed, unless something was listed in full.
+            updated_after = min(incremental) if len(incremental) == len(self.scopes) else None
+            self.services.db.execute(
+                "UPDATE immich_import_runs SET updated_after = %s, total = %s, updated_at = now() WHERE id = %s",
+                (updated_after, total, self.run["id"]),
             )
+            log.info(
+                "Immich import run %s from %s (Immich %s): %s",
+                self.run["id"],
+                self.server,
+                ".".join(map(str, version)),
+                "; ".join(
+                    f"{s.name} {'since ' + s.updated_after.isoformat() if s.updated_after else 'in full'}"
+                    for s in self.scopes
+                ),
+            )
+            self.ctx.progress(0, total, "listing assets", force=True)
+            for scope in self.scopes:
+                self._process_all(
+                    client.iter_assets(
+                        updated_after=scope.updated_after,
+                        album_ids=[scope.album_id] if scope.album_id else None,
+                        page_size=page_size,
+                        include_removed=True,
+                    ),
+                    total,
+                )
+            if full_library:
+                self._remove_unlisted()
         except (ImmichAuthError, ImmichPermissionError) as exc:
             raise ImmichImportError(f"Immich import failed: {exc}") from None
         except (ImmichConnectionError, ImmichServerError) as exc:
@@ -428,12 +510,44 @@ class ImportRun:
 
         c = self.counters
         self.ctx.progress(c.seen, c.seen, c.stage(), force=True)
-        self._finish("completed")
+        run = self._finish("completed")
         return {
             "run_id": str(self.run["id"]),
             **c.as_dict(),
+            "summary": run_summary(run),
             "updated_after": updated_after.isoformat() if updated_after else None,
         }
+
+    def _plan_scopes(self, albums: list[str]) -> list[Scope]:
+        """What to list: each scope incrementally from its own watermark, or in full (a full run,
+        a scope never imported, an album whose members may have changed)."""
+        incremental = self.run["mode"] == "incremental"
+        state = {
+            row["scope"]: row
+            for row in self.services.db.fetchall(
+                "SELECT * FROM immich_sync_state WHERE server_url = %s", (self.server,)
+            )
+        }
+        if not albums:
+            row = state.get(LIBRARY_SCOPE)
+            since = row["last_success_at"] if incremental and row else None
+            return [Scope(LIBRARY_SCOPE, None, since)]
+        try:
+            current = {album.id: album for album in self.client.albums()}
+        except ImmichPermissionError:  # without album.read, membership cannot be compared: list in full
+            current = {}
+        scopes = []
+        for album_id in selection_scopes(albums):
+            row, album = state.get(album_id), current.get(album_id)
+            unchanged = (
+                row is not None
+                and album is not None
+                and row["album_updated_at"] == album.updated_at
+                and row["album_asset_count"] == album.asset_count
+            )
+            since = row["last_success_at"] if incremental and unchanged else None
+            scopes.append(Scope(album_id, album_id, since, album))
+        return scopes
 
     def _expected_total(self) -> int | None:
         try:
@@ -450,6 +564,9 @@ class ImportRun:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="immich-import") as pool:
             try:
                 for asset in assets:
+                    if asset.id in self._listed:
+                        continue
+                    self._listed.add(asset.id)
                     pending.add(pool.submit(self._process_asset, asset))
                     if len(pending) >= 2 * concurrency:  # bounded look-ahead: memory stays flat
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -494,9 +611,12 @@ class ImportRun:
             if asset.type not in ("IMAGE", "VIDEO"):
                 return AssetOutcome("skipped", asset, reason=f"Immich asset type {asset.type} is not imported")
             existing = self.services.db.fetchone("SELECT * FROM media_items WHERE immich_asset_id = %s", (asset.id,))
-            if existing is not None and existing["immich_checksum"] == asset.checksum:
-                return AssetOutcome("unchanged", asset)
-            return self._download_and_store(asset, existing)
+            if not asset.on_timeline:
+                return self._asset_left(existing, asset)
+            restored = existing is not None and self._restore(existing)
+            outcome = self._import_asset(asset, existing)
+            outcome.restored = restored
+            return outcome
         except (ImmichAuthError, ImmichPermissionError) as exc:
             return AssetOutcome("failed", asset, reason=str(exc), fatal=exc)
         except ImmichNotFound:
@@ -512,6 +632,43 @@ class ImportRun:
             return AssetOutcome(
                 "failed", asset, reason=f"unexpected error: {exc or type(exc).__name__}", retry_later=True
             )
+
+    def _import_asset(self, asset: ImmichAsset, existing: dict | None) -> AssetOutcome:
+        if existing is not None and existing["immich_checksum"] == asset.checksum:
+            return AssetOutcome("unchanged", asset)
+        if asset.is_offline:
+            # Its file is missing from an external library: nothing to download until Immich finds
+            # it again (which bumps updatedAt). Not a failure, so it does not hold the watermark back.
+            return AssetOutcome(
+                "skipped", asset, reason="offline in Immich: its file is missing from an external library"
+            )
+        if existing is None:
+            twin = self._same_bytes(asset)
+            if twin is not None:
+                return AssetOutcome("skipped", asset, reason=_same_file_reason(twin, asset.id))
+        return self._download_and_store(asset, existing)
+
+    def _same_bytes(self, asset: ImmichAsset) -> dict | None:
+        """The item already holding this asset's bytes (another Immich asset with the same
+        checksum, or one linked before), linked to it so it is never downloaded again."""
+        if not asset.checksum:
+            return None
+        twin = self.services.db.fetchone(
+            "SELECT m.* FROM media_items m WHERE m.immich_checksum = %(c)s AND m.immich_asset_id <> %(a)s"
+            " UNION ALL SELECT m.* FROM immich_asset_links l JOIN media_items m ON m.id = l.media_id"
+            " WHERE l.asset_id = %(a)s AND l.checksum = %(c)s LIMIT 1",
+            {"c": asset.checksum, "a": asset.id},
+        )
+        if twin is not None:
+            self._link(asset, twin)
+        return twin
+
+    def _link(self, asset: ImmichAsset, item: dict) -> None:
+        self.services.db.execute(
+            "INSERT INTO immich_asset_links (asset_id, media_id, checksum) VALUES (%s, %s, %s)"
+            " ON CONFLICT (asset_id) DO UPDATE SET media_id = EXCLUDED.media_id, checksum = EXCLUDED.checksum",
+            (asset.id, item["id"], asset.checksum),
+        )
 
     def _download_and_store(self, asset: ImmichAsset, existing: dict | None) -> AssetOutcome:
         tmp = self.services.storage.temp_path(".immich", prefix=f"job-{self.ctx.job_id}-")
@@ -560,15 +717,74 @@ class ImportRun:
         )
         if result.created or result.item.get("immich_asset_id") == asset.id:
             return AssetOutcome("imported", asset, rendition=rendition)
-        return AssetOutcome(
-            "skipped",
-            asset,
-            reason=(
-                f"the same file as Immich asset {result.item['immich_asset_id']}, already imported"
-                if result.item.get("immich_asset_id")
-                else "the same file is already stored"
-            ),
+        self._link(asset, result.item)
+        return AssetOutcome("skipped", asset, reason=_same_file_reason(result.item, asset.id))
+
+    # ------------------------------------------------------------- leaving and coming back
+    def _asset_left(self, item: dict | None, asset: ImmichAsset) -> AssetOutcome:
+        """A listed asset that is no longer on the timeline (trashed, archived...)."""
+        if asset.is_trashed:
+            reason = "trashed"
+        elif asset.is_archived:
+            reason = "archived"
+        else:
+            reason = "not_on_timeline"
+        if item is None or not self._remove(item, reason):
+            return AssetOutcome("ignored", asset)
+        return AssetOutcome("removed", asset, reason=_removal_reason(reason, self.settings))
+
+    def _remove(self, item: dict, reason: str) -> bool:
+        """Hide or delete (IMMICH_REMOVED_ASSETS) an item whose asset left Immich's timeline.
+        True when that changed something here. Items uploaded by hand are never touched."""
+        if item["source"] != "immich":
+            return False
+        if self.settings.immich_removed_assets == "delete":
+            delete_item(self.services, item)
+            log.info("Immich asset %s %s: item %s deleted", item["immich_asset_id"], reason, item["id"])
+            return True
+        # Hidden once (counted then); a later, different reason (trashed, then deleted) is only recorded.
+        changed = self.services.db.execute(
+            "UPDATE media_items SET immich_removed = %s, immich_removed_at = COALESCE(immich_removed_at, now()),"
+            " updated_at = now() WHERE id = %s AND immich_removed IS DISTINCT FROM %s",
+            (reason, item["id"], reason),
         )
+        return bool(changed) and item["immich_removed"] is None
+
+    def _restore(self, item: dict) -> bool:
+        """Show again an item hidden while its asset was off the timeline; True when it was hidden."""
+        if item["immich_removed"] is None:
+            return False
+        self.services.db.execute(
+            "UPDATE media_items SET immich_removed = NULL, immich_removed_at = NULL, updated_at = now() WHERE id = %s",
+            (item["id"],),
+        )
+        return True
+
+    def _remove_unlisted(self) -> None:
+        """After listing the whole library in full: items of this server whose asset was not
+        listed at all were deleted for good (or moved where the key cannot see them). Each is
+        confirmed with ``GET /api/assets/{id}`` before it is removed."""
+        rows = self.services.db.fetchall(
+            "SELECT * FROM media_items WHERE source = 'immich' AND immich_asset_id IS NOT NULL"
+            " AND immich_removed IS DISTINCT FROM 'deleted' AND metadata->'immich'->>'server_url' = %s",
+            (self.server,),
+        )
+        missing = [row for row in rows if row["immich_asset_id"] not in self._listed]
+        for number, item in enumerate(missing, 1):
+            self.ctx.progress(self.counters.seen, None, f"checking {number}/{len(missing)} assets missing in Immich")
+            try:
+                asset = self.client.asset(item["immich_asset_id"])
+            except ImmichNotFound:
+                reason = "deleted"
+            else:
+                if asset.on_timeline:  # added while the listing ran: the next run takes it
+                    continue
+                reason = "trashed" if asset.is_trashed else "archived" if asset.is_archived else "not_on_timeline"
+            if self._remove(item, reason):
+                self.counters.add_removal(
+                    _entry(item["immich_asset_id"], item["original_filename"], _removal_reason(reason, self.settings))
+                )
+        self._save(force=True)
 
     # ------------------------------------------------------------------------ bookkeeping
     def _claim_run(self) -> dict:
@@ -577,8 +793,8 @@ class ImportRun:
         run_id = params.get("run_id")
         reset = (
             "status = 'running', started_at = now(), finished_at = NULL, seen = 0, imported = 0,"
-            " unchanged = 0, skipped = 0, failed = 0, failures = '[]'::jsonb, error = NULL, total = NULL,"
-            " job_id = %s, updated_at = now()"
+            " unchanged = 0, skipped = 0, failed = 0, removed = 0, restored = 0, failures = '[]'::jsonb,"
+            " skips = '[]'::jsonb, removals = '[]'::jsonb, error = NULL, total = NULL, job_id = %s, updated_at = now()"
         )
         run = None
         if run_id:
@@ -595,50 +811,62 @@ class ImportRun:
             )
         return run
 
+    _COUNTER_SQL = (
+        "seen = %(seen)s, imported = %(imported)s, unchanged = %(unchanged)s, skipped = %(skipped)s,"
+        " failed = %(failed)s, removed = %(removed)s, restored = %(restored)s, failures = %(failures)s,"
+        " skips = %(skips)s, removals = %(removals)s, updated_at = now()"
+    )
+
+    def _counter_values(self) -> dict:
+        c = self.counters
+        return {
+            **c.as_dict(),
+            "failures": jsonb(c.failures),
+            "skips": jsonb(c.skips),
+            "removals": jsonb(c.removals),
+            "id": self.run["id"],
+        }
+
     def _save(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last_save < SAVE_INTERVAL_S:
             return
         self._last_save = now
-        c = self.counters
         self.services.db.execute(
-            "UPDATE immich_import_runs SET seen = %s, imported = %s, unchanged = %s, skipped = %s, failed = %s,"
-            " failures = %s, updated_at = now() WHERE id = %s",
-            (c.seen, c.imported, c.unchanged, c.skipped, c.failed, jsonb(c.failures), self.run["id"]),
+            f"UPDATE immich_import_runs SET {self._COUNTER_SQL} WHERE id = %(id)s", self._counter_values()
         )
 
-    def _finish(self, status: str, error: str | None = None) -> None:
+    def _finish(self, status: str, error: str | None = None) -> dict:
         c = self.counters
         with self.services.db.connection() as conn:
             run = conn.execute(
-                "UPDATE immich_import_runs SET status = %s, error = %s, seen = %s, imported = %s, unchanged = %s,"
-                " skipped = %s, failed = %s, failures = %s,"
-                " finished_at = CASE WHEN %s IN ('queued', 'running') THEN NULL ELSE now() END, updated_at = now()"
-                " WHERE id = %s RETURNING *",
-                (
-                    status,
-                    error,
-                    c.seen,
-                    c.imported,
-                    c.unchanged,
-                    c.skipped,
-                    c.failed,
-                    jsonb(c.failures),
-                    status,
-                    self.run["id"],
-                ),
+                f"UPDATE immich_import_runs SET status = %(status)s, error = %(error)s, {self._COUNTER_SQL},"
+                " finished_at = CASE WHEN %(status)s IN ('queued', 'running') THEN NULL ELSE now() END"
+                " WHERE id = %(id)s RETURNING *",
+                {**self._counter_values(), "status": status, "error": error},
             ).fetchone()
             if status != "completed":
-                return
-            # The next incremental run starts from this run's start, or from the oldest asset
-            # that failed in a way another run may get past, so it is tried again.
+                return run
+            # Each scope's next incremental listing starts from this run's start, or from the oldest
+            # asset that failed in a way another run may get past, so it is tried again.
             watermark = run["started_at"] if c.retry_from is None else min(run["started_at"], c.retry_from)
-            conn.execute(
-                "INSERT INTO immich_sync_state (id, server_url, last_success_at, last_run_id, updated_at)"
-                " VALUES (1, %s, %s, %s, now()) ON CONFLICT (id) DO UPDATE SET server_url = EXCLUDED.server_url,"
-                " last_success_at = EXCLUDED.last_success_at, last_run_id = EXCLUDED.last_run_id, updated_at = now()",
-                (self.server, watermark, run["id"]),
-            )
+            for scope in self.scopes:
+                conn.execute(
+                    "INSERT INTO immich_sync_state (server_url, scope, last_success_at, album_updated_at,"
+                    " album_asset_count, last_run_id) VALUES (%s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (server_url, scope) DO UPDATE SET last_success_at = EXCLUDED.last_success_at,"
+                    " album_updated_at = EXCLUDED.album_updated_at, album_asset_count = EXCLUDED.album_asset_count,"
+                    " last_run_id = EXCLUDED.last_run_id, updated_at = now()",
+                    (
+                        self.server,
+                        scope.name,
+                        watermark,
+                        scope.album.updated_at if scope.album else None,
+                        scope.album.asset_count if scope.album else None,
+                        run["id"],
+                    ),
+                )
+        return run
 
     def _finish_after_error(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
@@ -649,6 +877,23 @@ class ImportRun:
             self._finish("queued", error=f"{message} (will retry)")
         else:
             self._finish("failed", error=message)
+
+
+def _same_file_reason(item: dict, asset_id: str) -> str:
+    """Why an asset was skipped as a duplicate: which item already holds its bytes."""
+    if item.get("immich_asset_id") and item["immich_asset_id"] != asset_id:
+        return f"the same file as Immich asset {item['immich_asset_id']}, already imported (item {item['id']})"
+    return f"the same file is already stored (item {item['id']})"
+
+
+def _removal_reason(reason: str, settings: Settings) -> str:
+    what = {
+        "deleted": "deleted in Immich",
+        "trashed": "in Immich's trash",
+        "archived": "archived in Immich",
+        "not_on_timeline": "no longer on Immich's timeline",
+    }[reason]
+    return f"{what}: item {'deleted' if settings.immich_removed_assets == 'delete' else 'hidden'}"
 
 
 def run_import(ctx) -> dict:
