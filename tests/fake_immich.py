@@ -354,6 +354,17 @@ class FakeImmich:
             updated_at=updated_at,
         )
 
+    def add_duplicate(self, asset: FakeAsset, *, filename: str | None = None) -> FakeAsset:
+        """Another asset with the very same bytes (e.g. one file at two paths of an external library)."""
+        return self._add(
+            type=asset.type,
+            original_filename=filename or f"copy-of-{asset.original_filename}",
+            mime_type=asset.mime_type,
+            data=asset.data,
+            preview=asset.preview,
+            duration_ms=asset.duration_ms,
+        )
+
     def add_album(self, name: str, assets: list[FakeAsset]) -> str:
         album_id = str(uuid.uuid4())
         with self._lock:

@@ -4,65 +4,29 @@ endpoints, the CLI, periodic sync, and the API key kept out of every answer and 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import subprocess
-import sys
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
 
 from backend.immich.client import format_immich_datetime, parse_immich_datetime
 from backend.immich.importer import maybe_schedule_sync
-from tests.conftest import ROOT, wait_for_job
+from tests.conftest import wait_for_job
 from tests.fake_immich import closed_port_url, fake_immich, fake_immich_factory  # noqa: F401 (fixtures)
+from tests.immich_helpers import (
+    cli,
+    counts,
+    finished_run,
+    immich_app,
+    items_by_asset,
+    originals,
+    settled_run,
+    sha256,
+    start_import,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def _immich_app(make_app, fake, **overrides):
-    return make_app(immich_url=fake.url, immich_api_key=fake.api_key, **overrides)
-
-
-def _start(client, **body) -> dict:
-    response = client.post("/api/immich/import", json=body)
-    assert response.status_code == 202, response.get_json()
-    started = response.get_json()
-    assert started["run"]["status"] == "queued" and started["job"]["task"] == "immich_import"
-    return started
-
-
-def _finished_run(client, started: dict, worker) -> dict:
-    wait_for_job(client, started["job"]["id"], worker=worker, timeout=90)
-    return client.get(started["run"]["url"]).get_json()
-
-
-def _counts(run: dict) -> tuple:
-    return run["seen"], run["imported"], run["unchanged"], run["skipped"], run["failed"]
-
-
-def _originals(fake) -> list[str]:
-    """Asset ids whose original was downloaded, in request order."""
-    return [path.split("/")[3] for _, path, _ in fake.calls("GET", "/api/assets/") if path.endswith("/original")]
-
-
-def _items_by_asset(services) -> dict:
-    rows = services.db.fetchall("SELECT * FROM media_items WHERE source = 'immich'")
-    return {r["immich_asset_id"]: r for r in rows}
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _cli(settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "backend", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, services):
@@ -71,29 +35,29 @@ def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, 
     video = fake.add_video()
     archived = fake.add_photo(visibility="archive")
     trashed = fake.add_photo(is_trashed=True)
-    app = _immich_app(make_app, fake)
+    app = immich_app(make_app, fake)
     client = app.test_client()
     settings = app.extensions["parallax"].settings
     worker = start_worker(settings)
 
     # 1. A full import across three pages of two.
-    run = _finished_run(client, _start(client, mode="full", page_size=2), worker)
+    run = finished_run(client, start_import(client, mode="full", page_size=2), worker)
     assert run["status"] == "completed", run
-    assert _counts(run) == (5, 5, 0, 0, 0) and run["failures"] == [] and run["updated_after"] is None
+    assert counts(run) == (5, 5, 0, 0, 0) and run["failures"] == [] and run["updated_after"] is None
     assert run["job"]["status"] == "completed" and run["job"]["progress"]["done"] == 5
     searches = [body for _, _, body in fake.calls("POST", "/api/search/metadata")]
     # The timeline and the archive, trashed assets included: how removals are noticed.
     assert [(b.get("visibility"), b["page"]) for b in searches] == [(None, 1), (None, 2), (None, 3), ("archive", 1)]
     assert all(b["size"] == 2 and b["withDeleted"] is True for b in searches)
     assert not any("updatedAfter" in b for b in searches)
-    assert sorted(_originals(fake)) == sorted(a.id for a in photos + [video])
+    assert sorted(originals(fake)) == sorted(a.id for a in photos + [video])
 
-    items = _items_by_asset(services)
+    items = items_by_asset(services)
     assert set(items) == {a.id for a in photos + [video]}  # archived and trashed left out
     assert archived.id not in items and trashed.id not in items
     for asset in photos + [video]:
         item = items[asset.id]
-        assert item["sha256"] == _sha256(asset.data) and item["immich_checksum"] == asset.checksum
+        assert item["sha256"] == sha256(asset.data) and item["immich_checksum"] == asset.checksum
         assert item["metadata"]["immich"]["rendition"] == "original"
         assert item["metadata"]["immich"]["original_mime_type"] == asset.mime_type
     detail = client.get(f"/api/media/{items[video.id]['id']}").get_json()
@@ -111,12 +75,12 @@ def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, 
 
     # 2. A full re-run through the CLI downloads nothing: every checksum is known.
     fake.requests.clear()
-    result = _cli(settings, "immich-import", "--full", "--wait")
+    result = cli(settings, "immich-import", "--full", "--wait")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "imported 0, unchanged 5" in result.stdout
-    assert _originals(fake) == []
+    assert originals(fake) == []
     rerun = client.get("/api/immich/imports?limit=1").get_json()["runs"][0]
-    assert rerun["trigger"] == "cli" and _counts(rerun) == (5, 0, 5, 0, 0)
+    assert rerun["trigger"] == "cli" and counts(rerun) == (5, 0, 5, 0, 0)
 
     # 3. Incremental: only what changed since the last run started is listed and fetched.
     fake.set_clock(datetime.now(UTC))
@@ -127,25 +91,25 @@ def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, 
     fake.requests.clear()
     last_success = client.get("/api/immich/status").get_json()["last_success_at"]
     assert last_success == rerun["started_at"]
-    incremental = _finished_run(client, _start(client), worker)
+    incremental = finished_run(client, start_import(client), worker)
     assert incremental["status"] == "completed" and incremental["mode"] == "incremental", incremental
     searches = [body for _, _, body in fake.calls("POST", "/api/search/metadata")]
     assert searches and all(
         b["updatedAfter"] == format_immich_datetime(parse_immich_datetime(last_success)) for b in searches
     )
-    assert _counts(incremental) == (3, 2, 1, 0, 0)
-    assert sorted(_originals(fake)) == sorted([new_photo.id, changed.id])
+    assert counts(incremental) == (3, 2, 1, 0, 0)
+    assert sorted(originals(fake)) == sorted([new_photo.id, changed.id])
 
-    items_after = _items_by_asset(services)
-    assert items_after[new_photo.id]["sha256"] == _sha256(new_photo.data)
+    items_after = items_by_asset(services)
+    assert items_after[new_photo.id]["sha256"] == sha256(new_photo.data)
     replaced = items_after[changed.id]
     assert replaced["id"] == items[changed.id]["id"]  # the same item, re-processed
-    assert replaced["sha256"] == _sha256(changed.data) != items[changed.id]["sha256"]
+    assert replaced["sha256"] == sha256(changed.data) != items[changed.id]["sha256"]
     assert replaced["immich_checksum"] == changed.checksum
     jobs_now = client.get(f"/api/jobs?media_id={replaced['id']}").get_json()["jobs"]
     assert {j["task"] for j in jobs_now if j["id"] not in old_jobs} == {"depth", "cutout"}
 
-    status = _cli(settings, "immich-status")
+    status = cli(settings, "immich-status")
     assert status.returncode == 0 and incremental["id"] in status.stdout
     assert fake.api_key not in worker.log() + result.stdout + result.stderr + status.stdout
 
@@ -157,17 +121,17 @@ def test_v2_server(make_app, fake_immich_factory, start_worker, services):
     # A HEIC original our decoder rejects: tried as is, then replaced by Immich's rendition.
     heic = fake.add_raw(filename="IMG_0042.HEIC")
     heic.mime_type = "image/heic"
-    app = _immich_app(make_app, fake)
+    app = immich_app(make_app, fake)
     client = app.test_client()
     worker = start_worker(app.extensions["parallax"].settings)
-    run = _finished_run(client, _start(client), worker)  # incremental before any success = full
-    assert run["status"] == "completed" and _counts(run) == (3, 3, 0, 0, 0), run
+    run = finished_run(client, start_import(client), worker)  # incremental before any success = full
+    assert run["status"] == "completed" and counts(run) == (3, 3, 0, 0, 0), run
     assert run["updated_after"] is None
-    items = _items_by_asset(services)
-    assert heic.id in _originals(fake)
+    items = items_by_asset(services)
+    assert heic.id in originals(fake)
     assert items[heic.id]["metadata"]["immich"]["rendition"] == "fullsize"
     assert items[heic.id]["metadata"]["immich"]["original_mime_type"] == "image/heic"
-    assert items[heic.id]["sha256"] == _sha256(heic.preview)
+    assert items[heic.id]["sha256"] == sha256(heic.preview)
     assert items[photo.id]["kind"] == "photo" and items[photo.id]["mime_type"] == "image/png"
     assert items[video.id]["kind"] == "video" and items[video.id]["duration_s"] == pytest.approx(2, abs=0.2)
 
@@ -178,21 +142,21 @@ def test_faults_raw_fallback_and_retrying_failed_assets(make_app, fake_immich, s
     raw = fake.add_raw()
     fake.fail("searchAssets", 2)  # two 500s, then the listing works (the client retries)
     fake.drop("downloadAsset", 4)  # with one download at a time: the first original, every attempt
-    app = _immich_app(make_app, fake, immich_import_concurrency=1)
+    app = immich_app(make_app, fake, immich_import_concurrency=1)
     client = app.test_client()
     worker = start_worker(app.extensions["parallax"].settings)
 
-    run = _finished_run(client, _start(client, mode="full"), worker)
+    run = finished_run(client, start_import(client, mode="full"), worker)
     assert run["status"] == "completed", run
-    assert _counts(run) == (4, 3, 0, 0, 1)
-    first_original = _originals(fake)[0]
+    assert counts(run) == (4, 3, 0, 0, 1)
+    first_original = originals(fake)[0]
     broken = next(p for p in photos if p.id == first_original)
     [failure] = run["failures"]
     assert failure["asset_id"] == broken.id and failure["file_name"] == broken.original_filename
     assert "download" in failure["reason"] and fake.api_key not in failure["reason"]
     assert list(services.storage.tmp.iterdir()) == []  # no half file kept
 
-    items = _items_by_asset(services)
+    items = items_by_asset(services)
     assert broken.id not in items
     raw_item = items[raw.id]
     assert raw_item["metadata"]["immich"] == {
@@ -200,18 +164,18 @@ def test_faults_raw_fallback_and_retrying_failed_assets(make_app, fake_immich, s
         "rendition": "fullsize",
         "original_mime_type": "image/x-adobe-dng",
     }
-    assert raw_item["mime_type"] == "image/jpeg" and raw_item["sha256"] == _sha256(raw.preview)
-    assert raw.id not in _originals(fake)  # a known RAW type goes straight to the rendition
+    assert raw_item["mime_type"] == "image/jpeg" and raw_item["sha256"] == sha256(raw.preview)
+    assert raw.id not in originals(fake)  # a known RAW type goes straight to the rendition
 
     # The failed asset holds the incremental watermark back: the next run lists it again, and a
     # single dropped connection is now retried transparently.
     fake.requests.clear()
     fake.drop("downloadAsset", 1)
-    again = _finished_run(client, _start(client), worker)
+    again = finished_run(client, start_import(client), worker)
     assert again["status"] == "completed" and again["updated_after"] is not None, again
     assert again["imported"] == 1 and again["failed"] == 0
-    assert _originals(fake) == [broken.id, broken.id]
-    assert _items_by_asset(services)[broken.id]["sha256"] == _sha256(broken.data)
+    assert originals(fake) == [broken.id, broken.id]
+    assert items_by_asset(services)[broken.id]["sha256"] == sha256(broken.data)
     assert list(services.storage.tmp.iterdir()) == []
     assert fake.api_key not in worker.log()
 
@@ -222,7 +186,7 @@ def test_rejected_key_fails_the_run_without_retry_or_leak(make_app, fake_immich,
     app = make_app(immich_url=fake_immich.url, immich_api_key=wrong_key)
     client = app.test_client()
     worker = start_worker(app.extensions["parallax"].settings)
-    started = _start(client)
+    started = start_import(client)
     job = wait_for_job(client, started["job"]["id"], worker=worker)
     assert job["status"] == "failed" and job["attempts"] == 1, job
     assert "API key was rejected" in job["error"]
@@ -259,7 +223,7 @@ def test_endpoints(make_app, fake_immich, services, caplog):
     assert call("post", "/api/immich/test").status_code == 400
     assert call("get", "/api/immich/status").get_json()["configured"] is False
 
-    app = _immich_app(make_app, fake)
+    app = immich_app(make_app, fake)
     client = app.test_client()
     tested = call("post", "/api/immich/test").get_json()
     assert tested["server"]["version"] == "3.0.0" and tested["user"]["name"] == "Owner"
@@ -284,7 +248,7 @@ def test_endpoints(make_app, fake_immich, services, caplog):
     assert call("post", "/api/immich/import", json={"page_size": 0}).status_code == 400
 
     # One import at a time (no worker here, so it stays queued).
-    client = _immich_app(make_app, fake).test_client()
+    client = immich_app(make_app, fake).test_client()
     first = call("post", "/api/immich/import", json={"mode": "full"})
     assert first.status_code == 202
     run = first.get_json()["run"]
@@ -320,7 +284,7 @@ def test_endpoints(make_app, fake_immich, services, caplog):
 
 
 def test_periodic_sync_schedules_one_run(make_app, fake_immich, services):
-    app = _immich_app(make_app, fake_immich, immich_sync_interval_minutes=15)
+    app = immich_app(make_app, fake_immich, immich_sync_interval_minutes=15)
     svc = app.extensions["parallax"]
     client = app.test_client()
 
@@ -356,32 +320,25 @@ def test_periodic_sync_schedules_one_run(make_app, fake_immich, services):
 
 def test_cancel_a_running_import(make_app, fake_immich, start_worker, services):
     photos = [fake_immich.add_photo() for _ in range(6)]
-    fake_immich.fail("searchAssets", 3)  # the first page comes late (the client backs off 3.5 s)
-    app = _immich_app(make_app, fake_immich, immich_import_concurrency=1)
+    listing = fake_immich.hold("searchAssets")  # the first page waits until the job is cancelled
+    app = immich_app(make_app, fake_immich, immich_import_concurrency=1)
     client = app.test_client()
     worker = start_worker(app.extensions["parallax"].settings)
-    started = _start(client, mode="full", page_size=1)
+    started = start_import(client, mode="full", page_size=1)
     job_id = started["job"]["id"]
-    wait_for_job(client, job_id, statuses=("processing",), worker=worker, timeout=30)
+    listing.wait_arrived()
     assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 200
+    listing.release()
     job = wait_for_job(client, job_id, worker=worker)
     assert job["status"] == "cancelled"
-    run = _settled_run(client, started["run"]["url"])
-    assert run["status"] == "cancelled", run
+    run = settled_run(client, started["run"]["url"])
+    assert run["status"] == "cancelled" and run["summary"] == "cancelled", run
     # The worker is free for the next import (it runs once the cancelled one has stopped), which
     # takes what the cancelled one left.
-    rest = _finished_run(client, _start(client, mode="full"), worker)
+    rest = finished_run(client, start_import(client, mode="full"), worker)
     assert rest["status"] == "completed" and rest["seen"] == len(photos), rest
-    assert rest["imported"] > 0 and rest["imported"] + rest["unchanged"] == len(photos)
-    assert client.get(started["run"]["url"]).get_json()["status"] == "cancelled"
+    cancelled = client.get(started["run"]["url"]).get_json()  # its final counters, now that it stopped
+    assert cancelled["status"] == "cancelled"
+    assert rest["unchanged"] == cancelled["imported"] and cancelled["imported"] + rest["imported"] == len(photos)
     assert list(services.storage.tmp.iterdir()) == []
-    assert set(_items_by_asset(services)) == {p.id for p in photos}
-
-
-def _settled_run(client, url: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        run = client.get(url).get_json()
-        if run["status"] not in ("queued", "running") or time.monotonic() > deadline:
-            return run
-        time.sleep(0.1)
+    assert set(items_by_asset(services)) == {p.id for p in photos}

@@ -215,7 +215,8 @@ def settle_orphaned_runs(conn) -> int:
     queued, or failed for good after its worker was killed), so they no longer count as running."""
     return conn.execute(
         "UPDATE immich_import_runs r SET status = CASE WHEN j.status = 'cancelled' THEN 'cancelled' ELSE 'failed' END,"
-        " error = COALESCE(r.error, j.last_error, j.skip_reason, 'the import job ended before the run finished'),"
+        " error = COALESCE(r.error, CASE WHEN j.status = 'cancelled' THEN 'cancelled' END, j.last_error,"
+        " j.skip_reason, 'the import job ended before the run finished'),"
         " finished_at = COALESCE(j.finished_at, now()), updated_at = now()"
         " FROM processing_jobs j WHERE j.id = r.job_id AND r.status IN ('queued', 'running')"
         " AND j.status IN ('failed', 'cancelled', 'skipped', 'completed')"
