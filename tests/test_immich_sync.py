@@ -169,6 +169,13 @@ def test_removed_assets_deleted_when_asked(make_app, fake_immich, start_worker, 
     assert counts(run) == (1, 1, 0, 0, 0) and originals(fake) == [back.id], run
     assert items_by_asset(services)[back.id]["sha256"] == sha256(back.data)
 
+    # A library that lists nothing at all (another user's key, a reinstalled server) is not taken
+    # as everything deleted.
+    fake.delete(back.id)
+    run = finished_run(client, start_import(client, mode="full"), worker)
+    assert run["summary"] == "completed" and run["removed"] == 0, run
+    assert set(items_by_asset(services)) == {back.id}
+
 
 def test_offline_assets_are_skipped_without_holding_the_watermark(make_app, fake_immich, start_worker, services):
     fake = fake_immich

@@ -771,6 +771,11 @@ class ImportRun:
             (self.server,),
         )
         missing = [row for row in rows if row["immich_asset_id"] not in self._listed]
+        if missing and not self._listed:
+            # An empty library (a reinstalled server, another user's key) is more likely a mistake
+            # than every asset deleted: remove nothing.
+            log.warning("Immich listed no assets at all: %d items not checked for deletion", len(missing))
+            return
         for number, item in enumerate(missing, 1):
             self.ctx.progress(self.counters.seen, None, f"checking {number}/{len(missing)} assets missing in Immich")
             try:
