@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+from bench.perfdoc import PERFORMANCE_DOC, write_section  # noqa: E402
+
 SECTION = "## Depth"
 
 
@@ -174,24 +175,6 @@ def resolve_model(requested: str | None, work: Path) -> tuple[str, str]:
         )
 
 
-def write_section(markdown: str) -> None:
-    PERFORMANCE_DOC.parent.mkdir(parents=True, exist_ok=True)
-    text = PERFORMANCE_DOC.read_text() if PERFORMANCE_DOC.exists() else "# Performance\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + markdown.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = (
-            "\n".join(
-                lines[:start] + markdown.rstrip("\n").splitlines() + ([""] + lines[end:] if end < len(lines) else [])
-            )
-            + "\n"
-        )
-    PERFORMANCE_DOC.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model id or folder (default: DEPTH_MODEL if loadable, else a tiny model)")
@@ -286,7 +269,7 @@ def main() -> int:
     markdown = "\n".join(table)
     print(markdown)
     if not args.no_write:
-        write_section(markdown)
+        write_section(SECTION, markdown)
         print(f"written to {PERFORMANCE_DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
