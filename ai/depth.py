@@ -385,13 +385,13 @@ def download_depth_model(name: str = DEFAULT_DEPTH_MODEL, cache_dir: str | None 
 # Normalisation and encoding
 
 
-def _check_polarity(polarity: str) -> str:
+def check_polarity(polarity: str) -> str:
     if polarity not in POLARITIES:
         raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
     return polarity
 
 
-def _check_bit_depth(bit_depth: Any) -> int:
+def check_bit_depth(bit_depth: Any) -> int:
     try:
         value = int(bit_depth)
     except (TypeError, ValueError):
@@ -468,16 +468,20 @@ class RunningDepthNormalizer:
         }
 
 
-def encode_depth(normalized: np.ndarray, bit_depth: int = 8, polarity: str = "near_dark") -> Image.Image:
-    """0..1 (1 = nearest) -> grayscale PIL image, 8-bit "L" or 16-bit "I;16". near_dark and
-    near_bright images of one map are exact complements (max - value)."""
+def quantize_depth(normalized: np.ndarray, bit_depth: int = 8, polarity: str = "near_dark") -> np.ndarray:
+    """0..1 (1 = nearest) -> uint8 or uint16 grey levels in the given polarity. near_dark and
+    near_bright maps of one depth are exact complements (max - value)."""
     maximum = 255 if bit_depth == 8 else 65535
-    quantized = np.rint(normalized * maximum).astype(np.int32)
+    quantized = np.rint(np.clip(normalized, 0.0, 1.0) * maximum).astype(np.int32)
     if polarity == "near_dark":
         quantized = maximum - quantized
-    if bit_depth == 8:
-        return Image.fromarray(quantized.astype(np.uint8), "L")
-    return Image.fromarray(quantized.astype(np.uint16))  # mode "I;16"
+    return quantized.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def encode_depth(normalized: np.ndarray, bit_depth: int = 8, polarity: str = "near_dark") -> Image.Image:
+    """0..1 (1 = nearest) -> grayscale PIL image, 8-bit "L" or 16-bit "I;16"."""
+    quantized = quantize_depth(normalized, bit_depth, polarity)
+    return Image.fromarray(quantized, "L") if bit_depth == 8 else Image.fromarray(quantized)  # "I;16"
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -516,8 +520,8 @@ def photo_depth(
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Depth map of a photo as a grayscale PNG at the photo's displayed (EXIF-oriented) size."""
-    bit_depth = _check_bit_depth(bit_depth)
-    _check_polarity(polarity)
+    bit_depth = check_bit_depth(bit_depth)
+    check_polarity(polarity)
     progress = progress or no_progress
     src, dst_png = Path(src), Path(dst_png)
     info = probe_media(src)
@@ -574,8 +578,8 @@ def video_depth(
     and ``manifest.json`` (also returned). Frames stream through: memory does not grow with the
     video's length (one batch of frames at a time; see RunningDepthNormalizer).
     """
-    bit_depth = _check_bit_depth(bit_depth)
-    _check_polarity(polarity)
+    bit_depth = check_bit_depth(bit_depth)
+    check_polarity(polarity)
     progress = progress or no_progress
     src, dst_zip = Path(src), Path(dst_zip)
     info = probe_source_video(src)

@@ -308,6 +308,6 @@ class DepthStabilizer:
             "margin_far": self.margin_far,
             "adaptation": self.adaptation,
             "note": "each frame's raw inverse depth is aligned (robust least-squares scale and shift) to "
-            "the previous frame over pixels whose colour did not change, reset at scene cuts, and mapped "
+            "an anchor frame over pixels whose colour did not change, reset at scene cuts, and mapped "
             "through the shot's range onto [margin_far, 1 - margin_near] with soft knees beyond",
         }

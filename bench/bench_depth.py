@@ -165,7 +165,7 @@ def resolve_model(requested: str | None, work: Path) -> tuple[str, str]:
         return name, f"real model `{name}`"
     except ModelUnavailableError as exc:
         if requested:
-            raise SystemExit(f"--model {requested}: {exc}")
+            raise SystemExit(f"--model {requested}: {exc}") from exc
         from tests.tiny_models import build_tiny_depth_model
 
         tiny = build_tiny_depth_model(work / "tiny-depth-anything")
