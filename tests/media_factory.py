@@ -97,3 +97,22 @@ def make_video(
         )
         tmp.unlink()
     return path
+
+
+def make_cut_video(path: Path, first: float = 1.0, second: float = 1.0, fps: float = 10, audio: bool = False) -> Path:
+    """Two shots joined by a hard cut at ``first`` seconds: moving ``testsrc2``, then a moving
+    ``mandelbrot`` zoom (other colours, other layout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shots = (
+        f"testsrc2=s=160x120:r={fps}:d={first}[a];mandelbrot=s=160x120:r={fps},trim=duration={second},"
+        f"setpts=PTS-STARTPTS[b];[a][b]concat=n=2:v=1:a=0"
+    )
+    cmd = ["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", shots]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=44100:duration={first + second}"]
+    cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    if audio:
+        cmd += ["-c:a", "aac", "-shortest"]
+    cmd.append(str(path))
+    subprocess.run(cmd, check=True)
+    return path
