@@ -4,10 +4,12 @@ The model predicts *relative inverse depth*: larger values are nearer, in an arb
 can change from image to image. Pipelines turn it into grayscale PNGs:
 
 * photos: min-max over the photo, so the full grey range is used;
-* videos: a running window of robust percentiles (:class:`RunningDepthNormalizer`), so a static
-  background keeps its grey level while things move through the scene (per-frame min-max would
-  make every frame "breathe" whenever the nearest object changes). Memory stays constant: nothing
-  about past frames is kept but two numbers.
+* videos: :class:`ai.stabilize.DepthStabilizer` aligns each frame's scale and shift to the part of
+  the picture that did not change, so a static background keeps its grey level while things move
+  through the scene (per-frame min-max makes every frame "breathe" whenever the nearest object
+  changes), and resets at scene cuts. Memory stays constant in the video's length.
+
+Every depth PNG carries its polarity, bit depth, model and normalisation (:mod:`ai.depth_metadata`).
 
 Polarity ``near_dark`` (the default: darker is nearer) or ``near_bright``. Preprocessing (resize to
 the inference size, normalise with the checkpoint's own mean/std) runs in torch on the model's
@@ -32,12 +34,15 @@ import numpy as np
 from PIL import Image
 
 from ai.config import DEFAULT_DEPTH_MODEL, hub_offline
+from ai.depth_metadata import depth_metadata, depth_pnginfo
 from ai.errors import InvalidMediaError, ModelUnavailableError, TransientError
 from ai.frames import effective_fps as nominal_effective_fps
 from ai.frames import estimate_frame_total, extract_frames, probe_source_video
 from ai.models import InferenceModel, model_cache
 from ai.probe import oriented_image, probe_media
 from ai.progress import ProgressCallback, no_progress
+from ai.scenecut import SceneCutDetector
+from ai.stabilize import DepthStabilizer
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +236,7 @@ class DepthModel(InferenceModel):
         than input_size on both sides that puts the shorter side at input_size."""
         target = int(input_size or self.options["input_size"])
         multiple = self.multiple
-        target = max(multiple, int(round(target / multiple)) * multiple)
+        target = max(multiple, round(target / multiple) * multiple)
         scale_h, scale_w = target / height, target / width
         if self.keep_aspect_ratio:
             # The processor keeps the scale closer to 1 (resizes as little as possible).
@@ -241,7 +246,7 @@ class DepthModel(InferenceModel):
                 scale_w = scale_h
 
         def constrain(value: float) -> int:
-            return max(multiple, int(round(value / multiple)) * multiple)
+            return max(multiple, round(value / multiple) * multiple)
 
         return constrain(scale_h * height), constrain(scale_w * width)
 
@@ -418,56 +423,6 @@ def _scale(depth: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-class RunningDepthNormalizer:
-    """Clip-wide normalisation for video without holding the clip: an exponential moving average
-    of each frame's low and high percentiles (robust to small near or far objects).
-
-    A static background therefore keeps its grey level while an object moves through the scene,
-    and slow changes (a pan into a deeper room) are followed within a few frames. ``momentum`` is
-    the weight of the history (0 = per-frame percentiles, 1 = the first frame's range forever).
-    """
-
-    def __init__(self, low_percentile: float = 2.0, high_percentile: float = 98.0, momentum: float = 0.8) -> None:
-        if not 0 <= low_percentile < high_percentile <= 100:
-            raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
-        if not 0 <= momentum < 1:
-            raise ValueError("momentum must be in [0, 1)")
-        self.low_percentile = low_percentile
-        self.high_percentile = high_percentile
-        self.momentum = momentum
-        self.low: float | None = None
-        self.high: float | None = None
-
-    def __call__(self, depth: np.ndarray) -> np.ndarray:
-        """Normalise one frame's raw depth to 0..1 (1 = nearest) and update the running range."""
-        finite = depth[np.isfinite(depth)]
-        if finite.size == 0:
-            frame_low = frame_high = 0.0
-        else:
-            # Percentiles on a subsample: the same answer for a smooth depth map, far cheaper.
-            step = max(1, finite.size // 65536)
-            frame_low, frame_high = (
-                float(v) for v in np.percentile(finite[::step], [self.low_percentile, self.high_percentile])
-            )
-        if self.low is None or self.high is None:
-            self.low, self.high = frame_low, frame_high
-        else:
-            m = self.momentum
-            self.low = m * self.low + (1 - m) * frame_low
-            self.high = m * self.high + (1 - m) * frame_high
-        return _scale(depth, self.low, self.high)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "method": "running-percentile",
-            "low_percentile": self.low_percentile,
-            "high_percentile": self.high_percentile,
-            "momentum": self.momentum,
-            "note": "per frame, raw values are mapped from [low, high] of an exponential moving "
-            "average of each frame's percentiles; values outside are clipped",
-        }
-
-
 def quantize_depth(normalized: np.ndarray, bit_depth: int = 8, polarity: str = "near_dark") -> np.ndarray:
     """0..1 (1 = nearest) -> uint8 or uint16 grey levels in the given polarity. near_dark and
     near_bright maps of one depth are exact complements (max - value)."""
@@ -484,9 +439,9 @@ def encode_depth(normalized: np.ndarray, bit_depth: int = 8, polarity: str = "ne
     return Image.fromarray(quantized, "L") if bit_depth == 8 else Image.fromarray(quantized)  # "I;16"
 
 
-def _png_bytes(image: Image.Image) -> bytes:
+def _png_bytes(image: Image.Image, pnginfo=None) -> bytes:
     buffer = BytesIO()
-    image.save(buffer, "PNG", compress_level=3)
+    image.save(buffer, "PNG", compress_level=3, pnginfo=pnginfo)
     return buffer.getvalue()
 
 
@@ -537,7 +492,14 @@ def photo_depth(
         normalized, normalization = normalize_min_max(raw)
         png = encode_depth(normalized, bit_depth, polarity)
         dst_png.parent.mkdir(parents=True, exist_ok=True)
-        png.save(dst_png, "PNG", compress_level=3)
+        metadata = depth_metadata(
+            polarity=polarity,
+            bit_depth=bit_depth,
+            model=model.model_name,
+            normalization=normalization,
+            raw_range=(normalization["min"], normalization["max"]),
+        )
+        png.save(dst_png, "PNG", compress_level=3, pnginfo=depth_pnginfo(metadata))
         progress(3, 3, "done")
     except BaseException:
         _remove_quietly(dst_png)
@@ -569,14 +531,13 @@ def video_depth(
     bit_depth: int = 8,
     source: dict[str, Any] | None = None,
     input_size: int | None = None,
-    normalizer: RunningDepthNormalizer | None = None,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Depth maps of frames sampled from a video, written into a ZIP with a manifest.
 
     The ZIP holds ``depth_frame_0001.png``..., ``color_frame_0001.jpg``... (with include_color)
     and ``manifest.json`` (also returned). Frames stream through: memory does not grow with the
-    video's length (one batch of frames at a time; see RunningDepthNormalizer).
+    video's length (one batch of frames at a time; see :class:`ai.stabilize.DepthStabilizer`).
     """
     bit_depth = check_bit_depth(bit_depth)
     check_polarity(polarity)
@@ -589,7 +550,9 @@ def video_depth(
     # Uncapped runs only have an estimate of their length: leave room.
     most = max_frames or max(999_999, 2 * (total or 0))
     digits = max(4, len(str(most)))
-    normalizer = normalizer or RunningDepthNormalizer()
+    stabilizer = DepthStabilizer()  # no look-ahead: sampled frames are far apart in time
+    cuts = SceneCutDetector()
+    normalization = stabilizer.describe()
     batch_size = max(1, int(model.options.get("batch_size", 4)))
     entries: list[dict[str, Any]] = []
     frame_size: tuple[int, int] | None = None
@@ -604,32 +567,46 @@ def video_depth(
             progress(0, total, "loading model")
             model.load()
 
-            def write_batch(batch, depths):
-                for frame, depth_png in zip(batch, depths):
+            def write_batch(batch, depths, infos):
+                for frame, depth_png, pnginfo in zip(batch, depths, infos):
                     name = f"{frame.index:0{digits}d}"
-                    archive.writestr(f"depth_frame_{name}.png", _png_bytes(depth_png))
+                    archive.writestr(f"depth_frame_{name}.png", _png_bytes(depth_png, pnginfo))
                     if include_color:
                         archive.writestr(f"color_frame_{name}.jpg", _jpeg_bytes(frame.image))
 
             def flush(batch):
                 raw = model.predict([f.image for f in batch], input_size=input_size)
-                images = []
+                images, infos = [], []
                 for frame, depth in zip(batch, raw):
-                    normalized = normalizer(depth)
+                    cut = cuts(frame.image)
+                    (normalized,) = stabilizer.push(depth, frame.image, cut=cut)
                     images.append(encode_depth(normalized, bit_depth, polarity))
+                    raw_range = stabilizer.last_raw_range
+                    infos.append(
+                        depth_pnginfo(
+                            depth_metadata(
+                                polarity=polarity,
+                                bit_depth=bit_depth,
+                                model=model.model_name,
+                                normalization=normalization,
+                                raw_range=raw_range,
+                            )
+                        )
+                    )
                     name = f"{frame.index:0{digits}d}"
                     entry = {
                         "index": frame.index,
                         "time": frame.time,
                         "depth": f"depth_frame_{name}.png",
-                        "raw_range": [normalizer.low, normalizer.high],
+                        "raw_range": list(raw_range) if raw_range else None,
+                        "scene_cut": cut,
                     }
                     if include_color:
                         entry["color"] = f"color_frame_{name}.jpg"
                     entries.append(entry)
                 while len(pending) >= 2:
                     pending.pop(0).result()
-                pending.append(writer.submit(write_batch, batch, images))
+                pending.append(writer.submit(write_batch, batch, images, infos))
                 for frame in batch:
                     shown_total = max(total, frame.index) if total else None
                     progress(frame.index, shown_total, f"frame {frame.index}/{shown_total or '?'}")
@@ -657,7 +634,7 @@ def video_depth(
                 "frame_count": len(entries),
                 "polarity": polarity,
                 "bit_depth": bit_depth,
-                "normalization": normalizer.describe(),
+                "normalization": normalization,
                 "inference_size": list(model.inference_size(frame_size[1], frame_size[0], input_size))
                 if frame_size
                 else None,

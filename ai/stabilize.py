@@ -293,6 +293,16 @@ class DepthStabilizer:
         return ready
 
     @property
+    def last_raw_range(self) -> tuple[float, float] | None:
+        """Raw model values that map to the ends of the linear part ([margin_far, 1 - margin_near])
+        for the last frame returned: ``raw = low + (v - margin_far) / (1 - margins) * (high - low)``
+        for a value ``v`` (0..1, 1 = nearest) in the linear part."""
+        if self.last is None or self._range is None or not self.last.scale > 0:
+            return None
+        low, high = self._range
+        return (low - self.last.shift) / self.last.scale, (high - self.last.shift) / self.last.scale
+
+    @property
     def output_range(self) -> tuple[float, float] | None:
         """The aligned-value range mapped onto [margin_far, 1 - margin_near] for the last frame returned."""
         return self._range

@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ai.depth import RunningDepthNormalizer, normalize_min_max  # noqa: E402
+from ai.depth import normalize_min_max  # noqa: E402
 from ai.stabilize import DepthStabilizer  # noqa: E402
 from bench.perfdoc import write_section  # noqa: E402
-from tests.synthetic_depth import measure_stability, synthetic_clip  # noqa: E402
+from tests.synthetic_depth import RunningPercentileBaseline, measure_stability, synthetic_clip  # noqa: E402
 
 SECTION = "## Video depth stability"
 
@@ -37,7 +37,7 @@ def run_methods(clip):
         return [normalize_min_max(f.raw)[0] for f in clip]
 
     def running():
-        normaliser = RunningDepthNormalizer()
+        normaliser = RunningPercentileBaseline()
         return [normaliser(f.raw) for f in clip]
 
     def stabilised(lookahead):

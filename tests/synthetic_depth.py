@@ -116,3 +116,26 @@ def measure_stability(normalised: Iterator[np.ndarray], clip: list[SyntheticFram
         shot = greys[begin:end][:, ~covered]
         total += float(shot.std(axis=0).mean()) * (end - begin)
     return StabilityResult(static_std=total / len(clip), clipped_percent=clipped, frames=len(clip))
+
+
+class RunningPercentileBaseline:
+    """The video normaliser Parallax used before the stabiliser, kept as the baseline the tests and
+    bench compare against: an exponential moving average (momentum 0.8) of each frame's 2nd and
+    98th percentiles, raw values mapped from that range to 0..1 and clipped."""
+
+    def __init__(self, low_percentile: float = 2.0, high_percentile: float = 98.0, momentum: float = 0.8) -> None:
+        self.percentiles = (low_percentile, high_percentile)
+        self.momentum = momentum
+        self.low: float | None = None
+        self.high: float | None = None
+
+    def __call__(self, depth: np.ndarray) -> np.ndarray:
+        frame_low, frame_high = (float(v) for v in np.percentile(depth, self.percentiles))
+        if self.low is None or self.high is None:
+            self.low, self.high = frame_low, frame_high
+        else:
+            m = self.momentum
+            self.low = m * self.low + (1 - m) * frame_low
+            self.high = m * self.high + (1 - m) * frame_high
+        span = max(self.high - self.low, 1e-12)
+        return np.clip((depth - self.low) / span, 0.0, 1.0).astype(np.float32)

@@ -13,7 +13,6 @@ from PIL import Image
 
 from ai.depth import (
     DepthModel,
-    RunningDepthNormalizer,
     download_depth_model,
     encode_depth,
     get_depth_model,
@@ -158,6 +157,7 @@ def test_video_depth_zip_layout_and_manifest(tmp_path, model, moving_video):
         "depth": "depth_frame_0001.png",
         "color": "color_frame_0001.jpg",
         "raw_range": None,
+        "scene_cut": False,
     }
     assert {
         k: manifest[k]
@@ -187,7 +187,7 @@ def test_video_depth_zip_layout_and_manifest(tmp_path, model, moving_video):
         "polarity": "near_dark",
         "bit_depth": 8,
     }
-    assert manifest["normalization"]["method"] == "running-percentile"
+    assert manifest["normalization"]["method"] == "aligned-reference"
     assert [c[0] for c in calls if c[2].startswith("frame ")] == [1, 2, 3, 4, 5, 6]
     assert calls[-1][:2] == (6, 6)
 
@@ -213,39 +213,6 @@ def test_video_depth_keyframes_16_bit_without_color(tmp_path, model, media_dir):
         # max_frames=None: names padded for up to a million frames, still sortable.
         with Image.open(io.BytesIO(archive.read("depth_frame_000001.png"))) as depth:
             assert depth.mode == "I;16" and depth.size == (160, 120)
-
-
-def test_running_normaliser_keeps_a_static_background_steady_while_an_object_moves():
-    # A static scene (inverse depth 1..2 from top to bottom) with a small near object (5.0,
-    # ~1% of pixels) that enters at frame 3 and moves across.
-    height, width = 60, 100
-    scene = np.repeat(np.linspace(1.0, 2.0, height, dtype=np.float32)[:, None], width, axis=1)
-    frames = []
-    for i in range(8):
-        depth = scene.copy()
-        if i >= 3:
-            x = 10 + 12 * (i - 3)
-            depth[20:28, x : x + 8] = 5.0
-        frames.append(depth)
-    background = np.ones((height, width), dtype=bool)
-    background[20:28, :] = False  # everywhere the object ever is
-    normalizer = RunningDepthNormalizer()
-    ours = [normalizer(d)[background] for d in frames]
-    per_frame = [normalize_min_max(d)[0][background] for d in frames]
-    assert max(np.abs(o - ours[0]).max() for o in ours) < 0.02  # < 5 grey levels of 255
-    # Per-frame min-max would shift the background by far more when the object appears.
-    assert max(np.abs(p - per_frame[0]).max() for p in per_frame) > 0.3
-    # The object itself is the nearest thing: clipped to full "near".
-    assert normalizer(frames[5])[20:28, 34:42].min() == 1.0
-
-
-def test_running_normaliser_follows_a_lasting_change():
-    normalizer = RunningDepthNormalizer(momentum=0.5)
-    near = np.linspace(0, 1, 1000, dtype=np.float32).reshape(20, 50)
-    normalizer(near)
-    for _ in range(15):
-        normalizer(near * 10)
-    assert normalizer.high == pytest.approx(np.percentile(near * 10, 98), rel=1e-3)
 
 
 def test_still_video_depth_frames_are_nearly_identical(tmp_path, model, media_dir):
@@ -309,7 +276,7 @@ def test_missing_model_folder_says_so(tmp_path):
 
 
 def test_folder_without_a_model_says_what_it_needs(tmp_path):
-    with pytest.raises(ModelUnavailableError, match="config.json"):
+    with pytest.raises(ModelUnavailableError, match=r"config\.json"):
         DepthModel(str(tmp_path), device="cpu").load()
 
 
@@ -324,3 +291,33 @@ def test_uncached_hub_model_offline_explains_how_to_get_it(tmp_path, monkeypatch
 
 def test_download_of_a_local_folder_returns_it(tiny_depth_model_dir):
     assert download_depth_model(str(tiny_depth_model_dir)) == str(tiny_depth_model_dir)
+
+
+def test_depth_pngs_say_what_they_are(tmp_path, model, moving_video):
+    from ai.depth_metadata import read_depth_metadata
+
+    src = make_photo(tmp_path / "p.jpg", 160, 120)
+    meta = photo_depth(src, tmp_path / "dark.png", model=model, bit_depth=16)
+    photo_depth(src, tmp_path / "bright.png", model=model, polarity="near_bright")
+    dark = read_depth_metadata(tmp_path / "dark.png")
+    assert dark["polarity"] == "near_dark" and dark["bit_depth"] == 16 and dark["model"] == model.model_name
+    assert dark["normalization"]["method"] == "min-max"
+    assert dark["raw_range"] == [pytest.approx(meta["raw_min"]), pytest.approx(meta["raw_max"])]
+    # GDepth RangeInverse: value 0 is Near = 1/raw_max, the top is Far = 1/raw_min.
+    assert dark["gdepth"] == {
+        "Format": "RangeInverse",
+        "Mime": "image/png",
+        "Near": pytest.approx(1 / meta["raw_max"], rel=1e-6),
+        "Far": pytest.approx(1 / meta["raw_min"], rel=1e-6),
+    }
+    bright = read_depth_metadata((tmp_path / "bright.png").read_bytes())
+    assert bright["polarity"] == "near_bright" and bright["bit_depth"] == 8 and "gdepth" not in bright
+    # Video frames: their own normalisation, recorded in each PNG as in the manifest.
+    manifest = video_depth(moving_video, tmp_path / "v.zip", model=model, fps=4, max_frames=3, polarity="near_bright")
+    with zipfile.ZipFile(tmp_path / "v.zip") as archive:
+        frame = read_depth_metadata(archive.read("depth_frame_0002.png"))
+    assert frame["polarity"] == "near_bright" and frame["normalization"]["method"] == "aligned-reference"
+    assert frame["raw_range"] == pytest.approx(manifest["frames"][1]["raw_range"])
+    # A PNG that says nothing gives None.
+    Image.new("L", (4, 4)).save(tmp_path / "plain.png")
+    assert read_depth_metadata(tmp_path / "plain.png") is None

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ai.depth import RunningDepthNormalizer, get_depth_model, normalize_min_max, quantize_depth
+from ai.depth import get_depth_model, normalize_min_max, quantize_depth
 from ai.depth_video import iter_video_depth, rgbd_video
 from ai.errors import Cancelled, InvalidMediaError
 from ai.frames import iter_video_frames
 from ai.scenecut import SceneCutDetector
 from ai.stabilize import DepthStabilizer
 from tests.media_factory import make_cut_video, make_video
-from tests.synthetic_depth import measure_stability, synthetic_clip
+from tests.synthetic_depth import RunningPercentileBaseline, measure_stability, synthetic_clip
 from tests.tiny_models import TINY_DEPTH_INPUT_SIZE
 
 
@@ -169,7 +169,7 @@ def _stabilised(clip, **options):
 def test_static_pixels_flicker_five_times_less_than_per_frame_min_max_without_clipping():
     clip = list(synthetic_clip(frames=40))
     min_max = measure_stability([normalize_min_max(f.raw)[0] for f in clip], clip)
-    running = RunningDepthNormalizer()
+    running = RunningPercentileBaseline()
     before = measure_stability([running(f.raw) for f in clip], clip)
     out, stabilizer = _stabilised(clip)
     new = measure_stability(out, clip)
