@@ -71,7 +71,9 @@ def main() -> int:
         "static camera over a textured room (inverse depth 1-2), a near disk entering from the left and "
         "approaching (inverse depth 2.5 -> 6), per-frame scale 1 +- 10% and shift +- 0.05, noise 0.5% of the "
         "range. Static std: temporal std of the grey level (0-255) of pixels the subject never covers, "
-        "mean over them. Clipped: pixels at 0 or 255. Machine-independent (no timing).",
+        "mean over them. Clipped: pixels at 0 or 255 although they are not the frame's farthest or nearest "
+        "value (flattened), % of all pixels. The old normaliser is `RunningPercentileBaseline` in "
+        "tests/synthetic_depth.py (EMA 0.8 of the 2nd/98th percentiles). Machine-independent (no timing).",
         "",
         "| scenario | method | static std (grey levels) | clipped % |",
         "| --- | --- | ---: | ---: |",
