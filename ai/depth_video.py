@@ -30,7 +30,7 @@ from ai.probe import MediaInfo
 from ai.progress import ProgressCallback, no_progress
 from ai.scenecut import SceneCutDetector
 from ai.stabilize import DepthStabilizer
-from ai.video_writer import H264Writer
+from ai.video_writer import H264Writer, report_frame
 
 MAX_DEFAULT_DEPTH_FPS = 30.0  # depth is computed at the source rate up to this, interpolated above
 DEFAULT_LOOKAHEAD = 8  # frames of depth held back so the range anticipates what comes
@@ -211,8 +211,7 @@ def rgbd_video(
                 computed += int(item.computed)
                 if item.cut:
                     cut_times.append(item.frame.time)
-                shown_total = max(total, writer.frames) if total else None
-                progress(writer.frames, shown_total, f"frame {writer.frames}/{shown_total or '?'}")
+                report_frame(progress, writer.frames, total)
             progress(writer.frames, writer.frames, "finishing video")
     finally:
         frames.close()

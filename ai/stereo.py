@@ -44,7 +44,7 @@ from ai.depth import DepthModel, normalize_min_max
 from ai.errors import InvalidMediaError
 from ai.probe import oriented_image, probe_media
 from ai.progress import ProgressCallback, no_progress
-from ai.video_writer import H264Writer, remove_quietly
+from ai.video_writer import H264Writer, remove_quietly, report_frame
 
 DEFAULT_DIVERGENCE = 2.0  # % of the width between nearest and farthest
 DEFAULT_CONVERGENCE = 0.5  # the middle of the depth range at screen level
@@ -377,8 +377,7 @@ def video_stereo(
                 if item is not first:
                     picture = stereo_frame(item.frame.image, item.depth, fmt, **render)
                 writer.write(picture)
-                shown_total = max(total, writer.frames) if total else None
-                progress(writer.frames, shown_total, f"frame {writer.frames}/{shown_total or '?'}")
+                report_frame(progress, writer.frames, total)
             progress(writer.frames, writer.frames, "finishing video")
     finally:
         frames.close()

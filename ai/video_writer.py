@@ -21,6 +21,7 @@ import numpy as np
 
 from ai.errors import PipelineError
 from ai.probe import MediaInfo
+from ai.progress import ProgressCallback
 
 _STDERR_TAIL_LINES = 30
 
@@ -53,6 +54,12 @@ class _StderrTail(threading.Thread):
 
     def text(self) -> str:
         return "\n".join(self.lines)[-1500:] or "ffmpeg gave no reason"
+
+
+def report_frame(progress: ProgressCallback, done: int, total: int | None) -> None:
+    """ "frame N/M" to a progress callback (M grows past an estimate that was too low)."""
+    shown = max(total, done) if total else None
+    progress(done, shown, f"frame {done}/{shown or '?'}")
 
 
 def remove_quietly(path: Path) -> None:

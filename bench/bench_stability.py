@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from ai.depth import normalize_min_max  # noqa: E402
 from ai.stabilize import DepthStabilizer  # noqa: E402
-from bench.perfdoc import write_section  # noqa: E402
+from bench.perfdoc import publish  # noqa: E402
 from tests.synthetic_depth import RunningPercentileBaseline, measure_stability, synthetic_clip  # noqa: E402
 
 SECTION = "## Video depth stability"
@@ -84,10 +84,7 @@ def main() -> int:
             result = measure_stability(run(), clip)
             lines.append(f"| {name} | {method} | {result.static_std:.2f} | {result.clipped_percent:.2f} |")
     lines.append("")
-    markdown = "\n".join(lines)
-    print(markdown)
-    if args.write:
-        write_section(SECTION, markdown)
+    publish(SECTION, lines, args.write)
     return 0
 
 

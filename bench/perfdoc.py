@@ -20,3 +20,12 @@ def write_section(section: str, markdown: str, doc: Path = PERFORMANCE_DOC) -> N
         kept_after = [""] + lines[end:] if end < len(lines) else []
         text = "\n".join(lines[:start] + markdown.rstrip("\n").splitlines() + kept_after) + "\n"
     doc.write_text(text)
+
+
+def publish(section: str, lines: list[str], write: bool) -> str:
+    """Print a bench's Markdown section and, with ``write``, put it into docs/performance.md."""
+    markdown = "\n".join(lines)
+    print(markdown)
+    if write:
+        write_section(section, markdown)
+    return markdown

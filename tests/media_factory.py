@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -116,3 +117,19 @@ def make_cut_video(path: Path, first: float = 1.0, second: float = 1.0, fps: flo
     cmd.append(str(path))
     subprocess.run(cmd, check=True)
     return path
+
+
+def probe_streams(path: Path) -> dict[str, dict]:
+    """ffprobe's view of a file's first video and audio streams, by codec type, with the frames
+    counted by decoding (``nb_read_frames``)."""
+    entries = "stream=codec_type,codec_name,nb_read_frames,duration,width,height,avg_frame_rate"
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries", entries, "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    streams: dict[str, dict] = {}
+    for stream in json.loads(out.stdout)["streams"]:
+        streams.setdefault(stream["codec_type"], stream)
+    return streams

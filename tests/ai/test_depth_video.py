@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ai.errors import Cancelled, InvalidMediaError
 from ai.frames import iter_video_frames
 from ai.scenecut import SceneCutDetector
 from ai.stabilize import DepthStabilizer
-from tests.media_factory import make_cut_video, make_video
+from tests.media_factory import make_cut_video, make_video, probe_streams
 from tests.synthetic_depth import RunningPercentileBaseline, measure_stability, synthetic_clip
 from tests.tiny_models import TINY_DEPTH_INPUT_SIZE
 
@@ -25,26 +24,6 @@ def model(tiny_depth_model_dir):
     return get_depth_model(
         str(tiny_depth_model_dir), device="cpu", precision="fp32", input_size=TINY_DEPTH_INPUT_SIZE, batch_size=4
     ).load()
-
-
-def _streams(path: Path) -> dict:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_type,codec_name,nb_read_frames,duration,width,height,avg_frame_rate",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {s["codec_type"]: s for s in json.loads(out.stdout)["streams"]}
 
 
 def _decode(path: Path, width: int, height: int) -> np.ndarray:
@@ -61,7 +40,7 @@ def test_rgbd_video_has_the_sources_frames_duration_and_audio(tmp_path, model, m
     dst = tmp_path / "rgbd.mp4"
     calls = []
     meta = rgbd_video(src, dst, model=model, progress=lambda d, t, s: calls.append((d, t, s)))
-    source, result = _streams(src), _streams(dst)
+    source, result = probe_streams(src), probe_streams(dst)
     assert result["video"]["nb_read_frames"] == source["video"]["nb_read_frames"] == "16"
     assert result["video"]["avg_frame_rate"] == source["video"]["avg_frame_rate"] == "10/1"
     assert float(result["video"]["duration"]) == pytest.approx(float(source["video"]["duration"]), abs=0.01)

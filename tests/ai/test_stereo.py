@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -18,7 +15,7 @@ from ai.stereo import (
     stereo_filename,
     video_stereo,
 )
-from tests.media_factory import make_photo, make_video
+from tests.media_factory import make_photo, make_video, probe_streams
 
 HEIGHT, WIDTH = 120, 320
 BACKGROUND, MIDDLE, NEAR = 0.1, 0.5, 0.9
@@ -173,34 +170,12 @@ def test_photo_stereo_from_a_given_depth_map_matches_render_views(tmp_path, plan
     assert np.array_equal(stored, compose(render_views(rgb, nearness), "full_sbs"))
 
 
-def _probe(path: Path) -> dict:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_type,codec_name,nb_read_frames,duration,width,height",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    import json
-
-    return {s["codec_type"]: s for s in json.loads(out.stdout)["streams"]}
-
-
 def test_video_stereo_keeps_frames_duration_and_audio(tmp_path, depth_model, media_dir):
     src = make_video(media_dir / "stereo-src.mp4", seconds=1.2, fps=10, audio=True)
     dst = tmp_path / "out.mp4"
     calls = []
     meta = video_stereo(src, dst, model=depth_model, fmt="tb", progress=lambda d, t, s: calls.append((d, t, s)))
-    source, result = _probe(src), _probe(dst)
+    source, result = probe_streams(src), probe_streams(dst)
     assert result["video"]["nb_read_frames"] == source["video"]["nb_read_frames"] == "12"
     assert (int(result["video"]["width"]), int(result["video"]["height"])) == (160, 120)
     assert float(result["video"]["duration"]) == pytest.approx(float(source["video"]["duration"]), abs=0.01)
