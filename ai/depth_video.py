@@ -15,7 +15,6 @@ and depth stay in sync by construction and one decoder serves both.
 from __future__ import annotations
 
 import collections
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,12 @@ from typing import Any
 import numpy as np
 
 from ai.depth import DepthModel, check_polarity, quantize_depth
-from ai.errors import InvalidMediaError
 from ai.frames import Frame, estimate_frame_total, iter_video_frames, probe_source_video
 from ai.probe import MediaInfo
 from ai.progress import ProgressCallback, no_progress
 from ai.scenecut import SceneCutDetector
 from ai.stabilize import DepthStabilizer
-from ai.video_writer import H264Writer, report_frame
+from ai.video_writer import encode_frames
 
 MAX_DEFAULT_DEPTH_FPS = 30.0  # depth is computed at the source rate up to this, interpolated above
 DEFAULT_LOOKAHEAD = 8  # frames of depth held back so the range anticipates what comes
@@ -195,37 +193,33 @@ def rgbd_video(
         cut_detector=cut_detector,
         input_size=input_size,
     )
-    computed = 0
+    counts = {"computed": 0}
     cut_times: list[float] = []
+
+    def pictures() -> Iterator[np.ndarray]:
+        for item in frames:
+            counts["computed"] += int(item.computed)
+            if item.cut:
+                cut_times.append(item.frame.time)
+            depth = quantize_depth(item.depth, 8, polarity)
+            yield np.concatenate([item.frame.image, np.repeat(depth[:, :, None], 3, axis=2)], axis=1)
+
     try:
-        first = next(frames)
-    except StopIteration:  # pragma: no cover - iter_video_frames raises for a video without frames
-        raise InvalidMediaError("no frames could be decoded from the video") from None
-    frame_height, frame_width = first.depth.shape
-    writer = H264Writer(dst, 2 * frame_width, frame_height, source=src, info=info, label="RGB-D video")
-    try:
-        with writer:
-            for item in itertools.chain([first], frames):
-                depth = quantize_depth(item.depth, 8, polarity)
-                writer.write(np.concatenate([item.frame.image, np.repeat(depth[:, :, None], 3, axis=2)], axis=1))
-                computed += int(item.computed)
-                if item.cut:
-                    cut_times.append(item.frame.time)
-                report_frame(progress, writer.frames, total)
-            progress(writer.frames, writer.frames, "finishing video")
+        writer = encode_frames(
+            dst, pictures(), source=src, info=info, label="RGB-D video", progress=progress, total=total
+        )
     finally:
         frames.close()
-    progress(writer.frames, writer.frames, "done")
     return {
         "layout": RGBD_LAYOUT,
         "width": writer.width,
-        "height": frame_height,
-        "frame_width": frame_width,
+        "height": writer.height,
+        "frame_width": writer.width // 2,
         "frame_count": writer.frames,
         "fps": round(writer.fps, 6),
         "duration": round(writer.frames / writer.fps, 6),
         "depth_fps": round(rate, 6),
-        "depth_frames_computed": computed,
+        "depth_frames_computed": counts["computed"],
         "scene_cuts": cut_times,
         "polarity": polarity,
         "bit_depth": 8,

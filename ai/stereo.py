@@ -32,7 +32,6 @@ red-cyan anaglyph (Dubois' least-squares matrices), with the file-name tags VR p
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from ai.depth import DepthModel, normalize_min_max
 from ai.errors import InvalidMediaError
 from ai.probe import oriented_image, probe_media
 from ai.progress import ProgressCallback, no_progress
-from ai.video_writer import H264Writer, remove_quietly, report_frame
+from ai.video_writer import encode_frames, remove_quietly
 
 DEFAULT_DIVERGENCE = 2.0  # % of the width between nearest and farthest
 DEFAULT_CONVERGENCE = 0.5  # the middle of the depth range at screen level
@@ -368,20 +367,13 @@ def video_stereo(
         "edge_dilation": edge_dilation,
         "device": _stereo_device(model, device),
     }
+    pictures = (stereo_frame(item.frame.image, item.depth, fmt, **render) for item in frames)
     try:
-        first = next(frames)
-        picture = stereo_frame(first.frame.image, first.depth, fmt, **render)
-        writer = H264Writer(dst, picture.shape[1], picture.shape[0], source=src, info=info, label="stereo video")
-        with writer:
-            for item in itertools.chain([first], frames):
-                if item is not first:
-                    picture = stereo_frame(item.frame.image, item.depth, fmt, **render)
-                writer.write(picture)
-                report_frame(progress, writer.frames, total)
-            progress(writer.frames, writer.frames, "finishing video")
+        writer = encode_frames(
+            dst, pictures, source=src, info=info, label="stereo video", progress=progress, total=total
+        )
     finally:
         frames.close()
-    progress(writer.frames, writer.frames, "done")
     return {
         "format": spec.name,
         "width": writer.width,

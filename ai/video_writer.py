@@ -10,8 +10,10 @@ out). Nothing but the result is written; on any failure or cancel the partial fi
 from __future__ import annotations
 
 import collections
+import itertools
 import subprocess
 import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -190,3 +192,26 @@ class H264Writer:
     @property
     def fps(self) -> float:
         return float(Fraction(self.rate))
+
+
+def encode_frames(
+    dst: Path | str,
+    pictures: Iterator[np.ndarray],
+    *,
+    source: Path | str,
+    info: MediaInfo,
+    label: str,
+    progress: ProgressCallback,
+    total: int | None,
+) -> H264Writer:
+    """Encode every picture of ``pictures`` (HxWx3 uint8, the first one sets the size) into
+    ``dst`` with the source's audio, reporting "frame N/M". Returns the finished writer."""
+    first = next(pictures)
+    writer = H264Writer(dst, first.shape[1], first.shape[0], source=source, info=info, label=label)
+    with writer:
+        for picture in itertools.chain([first], pictures):
+            writer.write(picture)
+            report_frame(progress, writer.frames, total)
+        progress(writer.frames, writer.frames, "finishing video")
+    progress(writer.frames, writer.frames, "done")
+    return writer
