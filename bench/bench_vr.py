@@ -89,6 +89,7 @@ def main() -> int:
         if not clip.exists():
             make_video(clip, seconds=args.seconds, fps=30, width=width, height=height, audio=True)
         frames = [f.image for f in iter_video_frames(clip, height=None)]
+        model.predict(frames[:4])  # warm-up: the first run at a new size sets up the kernels
         model_wall, model_cpu, _ = measured(
             lambda frames=frames: [model.predict(frames[i : i + 4]) for i in range(0, len(frames), 4)]
         )
