@@ -7,6 +7,7 @@ asked of ffprobe. No torch here: the web process calls this on every upload.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,11 @@ try:  # HEIC/HEIF/AVIF are common in phone libraries; Pillow needs a plugin for 
             pass
 except ImportError:  # pragma: no cover - optional
     pillow_heif = None
+
+try:  # JPEG XL (Immich libraries hold them; ffprobe would otherwise call them one-frame videos).
+    import pillow_jxl  # noqa: F401  (registers the JXL opener on import)
+except ImportError:  # pragma: no cover - optional: ffmpeg decodes JPEG XL too (see _decode_with_ffmpeg)
+    pass
 
 # Pillow's own bomb guard warns at 89 MP; we decide ourselves with a clear message.
 Image.MAX_IMAGE_PIXELS = None
@@ -73,7 +79,12 @@ _IMAGE_MIME = {
     "HEIF": "image/heic",
     "AVIF": "image/avif",
     "MPO": "image/jpeg",
+    "JXL": "image/jxl",
 }
+# ffprobe codec names of still images, for the formats Pillow cannot open here.
+_STILL_CODEC_MIME = {"jpegxl": "image/jxl", "jpeg2000": "image/jp2", "exr": "image/x-exr", "dpx": "image/x-dpx"}
+# ffprobe reads single images with its image2 demuxer or a per-codec "<codec>_pipe" demuxer.
+_STILL_DEMUXERS = ("image2", "image2pipe")
 _ORIENT_ROTATION = {3: 180, 6: 90, 8: 270, 5: 90, 7: 270}
 
 
@@ -91,7 +102,7 @@ def _exif_datetime(raw: str | None, offset: str | None = None) -> str | None:
 
 
 def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo | None:
-    """MediaInfo for an image, None if Pillow does not recognise the bytes at all."""
+    """MediaInfo for an image, None if neither Pillow nor ffmpeg recognises the bytes as a still image."""
     try:
         with Image.open(path) as im:
             fmt = (im.format or "").upper()
@@ -114,7 +125,7 @@ def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo |
     except InvalidMediaError:
         raise
     except UnidentifiedImageError:
-        return None
+        return _probe_still_with_ffmpeg(path, max_pixels)
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidMediaError(f"the image could not be decoded ({exc})") from exc
     if orientation in (5, 6, 7, 8):
@@ -147,6 +158,54 @@ def _ffprobe(path: Path, timeout: float = 60) -> dict[str, Any]:
         return {}
 
 
+def _is_still(data: dict[str, Any]) -> bool:
+    """Whether ffprobe read the file as one still image (JPEG XL, JPEG 2000, EXR...), not a clip."""
+    names = ((data.get("format") or {}).get("format_name") or "").split(",")
+    return any(name in _STILL_DEMUXERS or name.endswith("_pipe") for name in names)
+
+
+def _decode_with_ffmpeg(path: Path, timeout: float = 120) -> Image.Image:
+    """Decode a still image Pillow cannot open through ffmpeg (as PNG, which keeps alpha and 16 bits)."""
+    cmd = ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidMediaError("ffmpeg took too long to decode the image") from exc
+    if proc.returncode != 0 or not proc.stdout:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise InvalidMediaError(f"the image could not be decoded ({detail[-1] if detail else 'no picture'})")
+    image = Image.open(io.BytesIO(proc.stdout))
+    image.load()
+    return image
+
+
+def _probe_still_with_ffmpeg(path: Path, max_pixels: int) -> MediaInfo | None:
+    data = _ffprobe(path)
+    if not _is_still(data):
+        return None
+    stream = next((s for s in data.get("streams") or [] if s.get("codec_type") == "video"), None)
+    if stream is None or int(stream.get("width") or 0) <= 0 or int(stream.get("height") or 0) <= 0:
+        return None  # e.g. text named .jpg, which the image2 demuxer guesses from the name
+    width, height = int(stream["width"]), int(stream["height"])
+    if width * height > max_pixels:
+        raise InvalidMediaError(
+            f"the image claims {width}x{height} pixels ({width * height / 1e6:.0f} MP); "
+            f"the limit is {max_pixels / 1e6:.0f} MP"
+        )
+    _decode_with_ffmpeg(path)  # a corrupt file fails here, not in a worker later
+    codec = stream.get("codec_name") or "unknown"
+    return MediaInfo(
+        kind="photo",
+        mime_type=_STILL_CODEC_MIME.get(codec, f"image/{codec}"),
+        format=codec,
+        width=width,
+        height=height,
+        extra={"decoder": "ffmpeg"},
+    )
+
+
 def _rate(text: str | None) -> float | None:
     if not text or text in ("0/0", "0"):
         return None
@@ -170,7 +229,7 @@ def stream_rotation(stream: dict[str, Any]) -> int:
     if rot is None:
         return 0
     # Display-matrix rotation is counter-clockwise; turn it into the clockwise angle.
-    return int(round(-rot)) % 360
+    return round(-rot) % 360
 
 
 def probe_video(path: Path) -> MediaInfo | None:
@@ -178,7 +237,7 @@ def probe_video(path: Path) -> MediaInfo | None:
     data = _ffprobe(Path(path))
     streams = data.get("streams") or []
     fmt = data.get("format") or {}
-    if not streams and not fmt:
+    if (not streams and not fmt) or _is_still(data):
         return None
     video = next(
         (s for s in streams if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")),
@@ -272,7 +331,9 @@ def oriented_image(path: Path | str) -> Image.Image:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
             return im.convert("RGB")
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as exc:
+    except UnidentifiedImageError:
+        return _decode_with_ffmpeg(Path(path)).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidMediaError(f"the image could not be decoded ({exc})") from exc
 
 

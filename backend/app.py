@@ -43,9 +43,9 @@ def create_app(settings: Settings | None = None, services_: Services | None = No
     app.json.sort_keys = False
     app.extensions["parallax"] = svc
 
-    from backend.api import docs, health, jobs, media, results, web
+    from backend.api import docs, health, jobs, library, media, results, web
 
-    for module in (health, media, results, jobs, docs, web):
+    for module in (health, media, results, library, jobs, docs, web):
         app.register_blueprint(module.bp)
     try:
         from backend.api import immich

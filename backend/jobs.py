@@ -277,7 +277,9 @@ def requeue_skipped(services: Services, task: str | None = None) -> list[dict]:
     with services.db.connection() as conn:
         rows = conn.execute(
             "UPDATE processing_jobs j SET status = 'pending', skip_reason = NULL, enable_with = NULL, finished_at = NULL,"
-            " updated_at = now() WHERE j.status = 'skipped' AND j.task = ANY(%s) AND NOT EXISTS ("
+            " updated_at = now() WHERE j.status = 'skipped' AND j.task = ANY(%s)"
+            # only an item's newest run of a task: an older skipped run was superseded by a newer one
+            " AND j.id IN (SELECT id FROM latest_jobs) AND NOT EXISTS ("
             "  SELECT 1 FROM processing_jobs o WHERE o.media_id = j.media_id AND o.task = j.task"
             "  AND o.status IN ('pending','queued','processing')) RETURNING j.id",
             (enabled,),
@@ -312,6 +314,28 @@ def reprocess(
             created.append(create_job(conn, services.settings, task, item, parameters))
     enqueue(services, [j["id"] for j in created if j["status"] == "pending"])
     return [get_job(services, j["id"]) for j in created]
+
+
+def jobs_ahead(services: Services, job_ids: Iterable[Any]) -> dict[str, int]:
+    """For each queued job among ``job_ids``: how many queued jobs were sent to the queue before it
+    (the queue is first in, first out), i.e. its place in the line."""
+    rows = services.db.fetchall(
+        "SELECT j.id, (SELECT count(*) FROM processing_jobs o WHERE o.status = 'queued'"
+        " AND (o.queued_at, o.id) < (j.queued_at, j.id)) AS ahead"
+        " FROM processing_jobs j WHERE j.id = ANY(%s::uuid[]) AND j.status = 'queued'",
+        ([str(i) for i in job_ids],),
+    )
+    return {str(r["id"]): r["ahead"] for r in rows}
+
+
+def requeueable_counts(services: Services) -> dict[str, int]:
+    """Skipped jobs per task whose features are on now: what :func:`requeue_skipped` would queue."""
+    enabled = [t for t in TASKS if not disabled_flags(services.settings, t)]
+    rows = services.db.fetchall(
+        "SELECT task, count(*) AS n FROM latest_jobs WHERE status = 'skipped' AND task = ANY(%s) GROUP BY task",
+        (enabled,),
+    )
+    return {r["task"]: r["n"] for r in rows}
 
 
 def get_job(services: Services, job_id: Any) -> dict | None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import psycopg
 
+from ai.errors import InvalidMediaError
 from ai.probe import MediaInfo, probe_media
-from backend import jobs
+from backend import jobs, thumbnails
 from backend.db import jsonb
 from backend.services import Services
 
@@ -30,6 +31,8 @@ EXTENSIONS = {
     "image/bmp": ".bmp",
     "image/heic": ".heic",
     "image/avif": ".avif",
+    "image/jxl": ".jxl",
+    "image/jp2": ".jp2",
     "video/mp4": ".mp4",
     "video/webm": ".webm",
     "video/x-matroska": ".mkv",
@@ -42,6 +45,24 @@ class IngestResult:
     item: dict
     created: bool
     jobs: list[dict] = field(default_factory=list)
+
+
+def original_rel(services: Services, item_id, info: MediaInfo) -> str:
+    extension = EXTENSIONS.get(info.mime_type) or (
+        f".{info.format}" if info.kind == "photo" and info.format.isalnum() and len(info.format) <= 8 else ".bin"
+    )
+    return f"{services.storage.item_rel(item_id)}/original{extension}"
+
+
+def probe_expecting(services: Services, path: Path, expected_kind: str | None) -> MediaInfo:
+    """Probe a file; with ``expected_kind`` (what the source, e.g. Immich, says the asset is), refuse
+    bytes that read as the other kind, so the caller can fall back to a rendition it trusts."""
+    info = probe_media(path, max_pixels=services.settings.max_image_pixels)
+    if expected_kind and info.kind != expected_kind:
+        raise InvalidMediaError(
+            f"the file reads as a {info.kind} ({info.format}) but its source says it is a {expected_kind}"
+        )
+    return info
 
 
 def display_name(name: str | None) -> str:
@@ -103,19 +124,20 @@ def ingest_file(
     immich_asset_id: str | None = None,
     immich_checksum: str | None = None,
     metadata: dict | None = None,
+    expected_kind: str | None = None,
 ) -> IngestResult:
     """Store a file that was written to ``tmp_path`` (under MEDIA_ROOT/tmp). The temp file is always
     consumed: moved into place, or removed if the bytes are already stored or are not valid media.
-    Raises ai.errors.InvalidMediaError with the reason for bad input."""
+    Raises ai.errors.InvalidMediaError with the reason for bad input (see :func:`probe_expecting`)."""
     tmp_path = Path(tmp_path)
     try:
         digest = sha256_file(tmp_path)
         existing = services.db.fetchone("SELECT * FROM media_items WHERE sha256 = %s", (digest,))
         if existing:
             return IngestResult(_link_immich(services, existing, immich_asset_id, immich_checksum), created=False)
-        info = probe_media(tmp_path, max_pixels=services.settings.max_image_pixels)
+        info = probe_expecting(services, tmp_path, expected_kind)
         item_id = uuid.uuid4()
-        rel = f"{services.storage.item_rel(item_id)}/original{EXTENSIONS.get(info.mime_type, '.bin')}"
+        rel = original_rel(services, item_id, info)
         cols = _item_columns(info)
         try:
             with services.db.connection() as conn:
@@ -147,6 +169,7 @@ def ingest_file(
             if existing is None:
                 raise
             return IngestResult(existing, created=False)
+        thumbnails.make_quietly(services.storage, rel, info.mime_type, info.duration)
         jobs.enqueue(services, [j["id"] for j in created_jobs if j["status"] == "pending"])
         return IngestResult(item, created=True, jobs=[jobs.get_job(services, j["id"]) for j in created_jobs])
     finally:
@@ -171,15 +194,21 @@ def _link_immich(services: Services, item: dict, asset_id: str | None, checksum:
 
 
 def replace_original(
-    services: Services, item: dict, tmp_path: Path, *, immich_checksum: str | None = None, metadata: dict | None = None
+    services: Services,
+    item: dict,
+    tmp_path: Path,
+    *,
+    immich_checksum: str | None = None,
+    metadata: dict | None = None,
+    expected_kind: str | None = None,
 ) -> IngestResult:
     """Swap an item's original for new bytes (an Immich asset that was edited), drop results made
     from the old bytes and queue fresh jobs."""
     tmp_path = Path(tmp_path)
     try:
         digest = sha256_file(tmp_path)
-        info = probe_media(tmp_path, max_pixels=services.settings.max_image_pixels)
-        rel = f"{services.storage.item_rel(item['id'])}/original{EXTENSIONS.get(info.mime_type, '.bin')}"
+        info = probe_expecting(services, tmp_path, expected_kind)
+        rel = original_rel(services, item["id"], info)
         with services.db.connection() as conn:
             conn.execute(
                 "UPDATE processing_jobs SET status = 'cancelled', finished_at = now(), updated_at = now(),"
@@ -212,8 +241,11 @@ def replace_original(
             services.storage.place(tmp_path, rel)
         if item["storage_path"] != rel:
             services.storage.remove(item["storage_path"])
+            services.storage.remove(thumbnails.thumbnail_rel(item["storage_path"]))
         for row in old_assets:
             services.storage.remove(row["path"])
+            services.storage.remove(thumbnails.thumbnail_rel(row["path"]))
+        thumbnails.make_quietly(services.storage, rel, info.mime_type, info.duration)
         jobs.enqueue(services, [j["id"] for j in created_jobs if j["status"] == "pending"])
         return IngestResult(updated, created=False, jobs=[jobs.get_job(services, j["id"]) for j in created_jobs])
     finally:

@@ -87,6 +87,7 @@ def build_spec() -> dict[str, Any]:
                 "status": {"type": ["string", "null"], "description": "made of the newest job of each task"},
                 "created_at": {"type": "string"},
                 "original_url": {"type": "string"},
+                "thumbnail_url": {"type": "string", "description": "a WebP preview, at most 512 px, upright"},
             },
         },
         "Job": {
@@ -116,6 +117,10 @@ def build_spec() -> dict[str, Any]:
                 "queued_at": nullable_str,
                 "started_at": nullable_str,
                 "finished_at": nullable_str,
+                "jobs_ahead": {
+                    "type": ["integer", "null"],
+                    "description": "for a queued job: how many queued jobs start before it",
+                },
                 "url": {"type": "string"},
             },
         },
@@ -134,7 +139,19 @@ def build_spec() -> dict[str, Any]:
                 "width": nullable_int,
                 "height": nullable_int,
                 "metadata": {"type": "object"},
-                "url": nullable_str,
+                "url": {"type": "string", "description": "the result to show or play"},
+                "download_url": {"type": "string", "description": "the file as an attachment"},
+                "download_name": {"type": "string", "description": "e.g. holiday_cutout_green.webm"},
+                "thumbnail_url": {"type": "string", "description": "a WebP preview, at most 512 px"},
+            },
+        },
+        "Neighbour": {
+            "type": ["object", "null"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "kind": {"enum": ["photo", "video"]},
+                "original_filename": {"type": "string"},
+                "thumbnail_url": {"type": "string"},
             },
         },
         "ItemDetail": {
@@ -298,6 +315,54 @@ def build_spec() -> dict[str, Any]:
                 "responses": {"200": _file("the file", "*/*"), "206": _file("a range", "*/*"), "404": ERROR},
             }
         },
+        "/api/media/{item_id}/thumbnail": {
+            "get": {
+                "tags": ["media"],
+                "summary": "A small upright preview of the original (a video's poster frame)",
+                "parameters": [_id(), _q("v", {"type": "string"}, "the version from thumbnail_url: cached for good")],
+                "responses": {"200": _file("WebP, at most 512 px on its longest side", "image/webp"), "404": ERROR},
+            }
+        },
+        "/api/media/{item_id}/neighbours": {
+            "get": {
+                "tags": ["media"],
+                "summary": "The newer and older item next to this one, in the library's order",
+                "parameters": [_id(), _q("kind", {"enum": ["photo", "video"]}, "only among this kind")],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "newer": {"$ref": "#/components/schemas/Neighbour"},
+                                        "older": {"$ref": "#/components/schemas/Neighbour"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "404": ERROR,
+                },
+            }
+        },
+        "/api/media/{item_id}/assets/{asset_id}": {
+            "get": {
+                "tags": ["results"],
+                "summary": "Any result's file (depth map, depth ZIP, cut-out image or video)",
+                "parameters": [_id(), _id("asset_id", "result"), _q("download", {"enum": ["1"]}, "as an attachment")],
+                "responses": {"200": _file("the file", "*/*"), "206": _file("a range", "*/*"), "404": ERROR},
+            }
+        },
+        "/api/media/{item_id}/assets/{asset_id}/thumbnail": {
+            "get": {
+                "tags": ["results"],
+                "summary": "A small preview of a result (transparency kept)",
+                "parameters": [_id(), _id("asset_id", "result"), _q("v", {"type": "string"}, "version")],
+                "responses": {"200": _file("WebP, at most 512 px on its longest side", "image/webp"), "404": ERROR},
+            }
+        },
         "/api/media/{item_id}/reprocess": {
             "post": {
                 "tags": ["media"],
@@ -422,6 +487,11 @@ def build_spec() -> dict[str, Any]:
             }
         },
         "/api/jobs/requeue-skipped": {
+            "get": {
+                "tags": ["jobs"],
+                "summary": "How many skipped jobs are waiting: their feature has been turned on since",
+                "responses": {"200": {"description": "count, and by_task"}},
+            },
             "post": {
                 "tags": ["jobs"],
                 "summary": "Queue skipped jobs whose feature is now on",
@@ -431,7 +501,7 @@ def build_spec() -> dict[str, Any]:
                     }
                 },
                 "responses": {"200": {"description": "what was queued, and what is still off"}},
-            }
+            },
         },
         "/api/queue/stats": {
             "get": {

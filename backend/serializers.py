@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any
 
 from backend.settings import Settings
@@ -10,6 +11,11 @@ from backend.settings import Settings
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def item_thumbnail_url(item: dict) -> str:
+    # The version in the query lets browsers keep the preview until the original changes.
+    return f"/api/media/{item['id']}/thumbnail?v={item['sha256'][:12]}"
 
 
 def item_json(item: dict, settings: Settings) -> dict[str, Any]:
@@ -40,10 +46,12 @@ def item_json(item: dict, settings: Settings) -> dict[str, Any]:
         "status": item.get("status"),
         "created_at": _iso(item["created_at"]),
         "original_url": f"/api/media/{item['id']}/original",
+        "thumbnail_url": item_thumbnail_url(item),
     }
 
 
-def job_json(job: dict) -> dict[str, Any]:
+def job_json(job: dict, jobs_ahead: int | None = None) -> dict[str, Any]:
+    """``jobs_ahead``: for a queued job, how many queued jobs will start before it (see jobs.jobs_ahead)."""
     return {
         "id": str(job["id"]),
         "media_id": str(job["media_id"]) if job["media_id"] else None,
@@ -63,21 +71,42 @@ def job_json(job: dict) -> dict[str, Any]:
         "queued_at": _iso(job["queued_at"]),
         "started_at": _iso(job["started_at"]),
         "finished_at": _iso(job["finished_at"]),
+        "jobs_ahead": jobs_ahead if job["status"] == "queued" else None,
         "url": f"/api/jobs/{job['id']}",
     }
 
 
+# Results with an endpoint of their own (the viewer's depth, a cut-out on a chosen background);
+# every other kind is served by its file URL.
 ASSET_URLS = {
     "depth": "/api/media/{media_id}/depth",
     "depth_frames": "/api/media/{media_id}/depth",
     "cutout": "/api/media/{media_id}/cutout?background={variant}",
 }
+ASSET_LABELS = {
+    "depth": "depth",
+    "depth_frames": "depth_frames",
+    "cutout": "cutout",
+    "cutout_video": "cutout",
+}
 
 
-def asset_json(asset: dict) -> dict[str, Any]:
+def asset_file_url(asset: dict) -> str:
+    return f"/api/media/{asset['media_id']}/assets/{asset['id']}"
+
+
+def asset_download_name(asset: dict, original_filename: str | None) -> str:
+    """``holiday_cutout_green.webm`` for a cut-out of ``holiday.mov``: which photo, what result, which variant."""
+    stem = PurePath(original_filename or "").stem or "media"
+    parts = [stem, ASSET_LABELS.get(asset["kind"], asset["kind"]), asset["variant"]]
+    return "_".join(p for p in parts if p) + PurePath(asset["path"]).suffix
+
+
+def asset_json(asset: dict, original_filename: str | None = None) -> dict[str, Any]:
     url = ASSET_URLS.get(asset["kind"], "").format(
         media_id=asset["media_id"], variant=asset["variant"] or "transparent"
     )
+    file_url = asset_file_url(asset)
     return {
         "id": str(asset["id"]),
         "media_id": str(asset["media_id"]),
@@ -92,5 +121,8 @@ def asset_json(asset: dict) -> dict[str, Any]:
         "height": asset["height"],
         "metadata": asset["metadata"],
         "created_at": _iso(asset["created_at"]),
-        "url": url or None,
+        "url": url or file_url,
+        "download_url": f"{file_url}?download=1",
+        "download_name": asset_download_name(asset, original_filename),
+        "thumbnail_url": f"{file_url}/thumbnail?v={int(asset['created_at'].timestamp() * 1000)}",
     }

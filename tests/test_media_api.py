@@ -78,7 +78,8 @@ def test_duplicate_upload_returns_the_existing_item(client, services, tmp_path):
     assert second.get_json()["duplicate"] is True
     assert second.get_json()["item"]["id"] == first["item"]["id"]
     assert services.db.fetchone("SELECT count(*) AS n FROM media_items")["n"] == 1
-    assert len(_files_under(services.storage.root / "items")) == 1
+    stored = sorted(p.name for p in _files_under(services.storage.root / "items"))
+    assert stored == ["original.jpg", "original.jpg.thumb.webp"]  # the original once, and its preview
 
 
 def test_oversized_upload_is_413_and_leaves_nothing(make_app, services, tmp_path):

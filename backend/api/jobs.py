@@ -51,7 +51,7 @@ def get_job(job_id: str):
     job = jobs.get_job(services(), _job_id(job_id))
     if job is None:
         raise NotFound(f"no job with id {job_id}")
-    return jsonify(job_json(job))
+    return jsonify(job_json(job, jobs.jobs_ahead(services(), [job["id"]]).get(str(job["id"]))))
 
 
 @bp.post("/api/jobs/<job_id>/cancel")
@@ -62,6 +62,13 @@ def cancel(job_id: str):
 @bp.post("/api/jobs/<job_id>/retry")
 def retry(job_id: str):
     return jsonify(job_json(jobs.retry(services(), _job_id(job_id)))), 202
+
+
+@bp.get("/api/jobs/requeue-skipped")
+def requeueable():
+    """How many skipped jobs would be queued now (their features were turned on since)."""
+    counts = jobs.requeueable_counts(services())
+    return jsonify(count=sum(counts.values()), by_task=counts)
 
 
 @bp.post("/api/jobs/requeue-skipped")

@@ -36,10 +36,11 @@ def item_detail(item: dict) -> dict:
     job_rows = svc.db.fetchall("SELECT * FROM processing_jobs WHERE media_id = %s ORDER BY created_at", (item["id"],))
     assets = svc.db.fetchall("SELECT * FROM derived_assets WHERE media_id = %s ORDER BY kind, variant", (item["id"],))
     status = svc.db.fetchone(f"SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = %s", (item["id"],))
+    ahead = jobs.jobs_ahead(svc, [j["id"] for j in job_rows if j["status"] == "queued"])
     return {
         "item": item_json({**item, "status": status["status"]}, svc.settings),
-        "jobs": [job_json(j) for j in job_rows],
-        "assets": [asset_json(a) for a in assets],
+        "jobs": [job_json(j, ahead.get(str(j["id"]))) for j in job_rows],
+        "assets": [asset_json(a, item["original_filename"]) for a in assets],
     }
 
 

@@ -704,8 +704,13 @@ class ImportRun:
                 "server_url": self.server,
             }
         }
+        # Immich's asset type is trusted: bytes that read as the other kind (a JPEG XL that ffprobe
+        # took for a one-frame video) are refused, and the caller takes the full-size rendition.
+        kind = "video" if asset.is_video else "photo"
         if existing is not None:
-            replace_original(self.services, existing, tmp, immich_checksum=asset.checksum, metadata=metadata)
+            replace_original(
+                self.services, existing, tmp, immich_checksum=asset.checksum, metadata=metadata, expected_kind=kind
+            )
             return AssetOutcome("imported", asset, rendition=rendition)
         result = ingest_file(
             self.services,
@@ -715,6 +720,7 @@ class ImportRun:
             immich_asset_id=asset.id,
             immich_checksum=asset.checksum,
             metadata=metadata,
+            expected_kind=kind,
         )
         if result.created or result.item.get("immich_asset_id") == asset.id:
             return AssetOutcome("imported", asset, rendition=rendition)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ai.errors import Cancelled
+from backend import thumbnails
 from backend.db import jsonb
 from backend.services import Services
 
@@ -131,6 +132,8 @@ class TaskContext:
             storage.place(tmp, rel)
         if old and old["path"] != rel:
             storage.remove(old["path"])
+            storage.remove(thumbnails.thumbnail_rel(old["path"]))
+        thumbnails.make_quietly(storage, rel, mime_type, (metadata or {}).get("duration"))
         return row
 
     def heartbeat(self) -> None:
