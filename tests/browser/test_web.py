@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
+import dataclasses
 import io
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
+from redis import Redis
 
+from backend.app import create_app
 from tests.media_factory import make_photo, make_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -128,11 +134,13 @@ def test_photo_upload_jobs_and_viewer(live_stack, page, tmp_path):
     assert "garden.jpg" in card.locator(".card-title").inner_text()
     statuses = wait_for_jobs_settled(page, item_id, ["depth", "cutout"])
     assert statuses == {"depth": "completed", "cutout": "completed"}
-    # The thumbnail is the original, decoded by the browser.
+    # The thumbnail is the server's small WebP preview; nothing is drawn over it.
     thumb = card.locator(".thumb img")
     thumb.wait_for()
     thumb.evaluate("img => img.decode()")
     assert thumb.evaluate("img => img.naturalWidth") == 160
+    assert f"/api/media/{item_id}/thumbnail" in thumb.get_attribute("src")
+    assert card.locator(".card-media").inner_text().strip() == ""
 
     viewer_link = card.locator(".viewer-link")
     assert viewer_link.is_visible()
@@ -187,15 +195,20 @@ def test_item_page_shows_results_and_downloads(live_stack, page, tmp_path):
     assert set(jobs.evaluate_all("rows => rows.map((row) => row.dataset.jobStatus)")) == {"completed"}
 
     links = page.locator("#downloads a")
-    hrefs = links.evaluate_all("anchors => anchors.map((a) => a.getAttribute('href'))")
-    assert f"/api/media/{item_id}/original" in hrefs
-    assert any(href.startswith(f"/api/media/{item_id}/depth") for href in hrefs)
-    # A download link serves the real file.
-    depth_href = next(href for href in hrefs if href.startswith(f"/api/media/{item_id}/depth"))
-    status, content_type = page.evaluate(
-        "async (url) => { const r = await fetch(url); return [r.status, r.headers.get('Content-Type')]; }", depth_href
+    names = dict(
+        links.evaluate_all("anchors => anchors.map((a) => [a.getAttribute('download'), a.getAttribute('href')])")
     )
-    assert status == 200 and content_type.startswith("image/png")
+    assert names["portrait.jpg"] == f"/api/media/{item_id}/original?download=1"
+    assert set(names) == {"portrait.jpg", "portrait_depth.png", "portrait_cutout_transparent.png"}
+    # A download link serves the real file, under its name.
+    status, content_type, disposition = page.evaluate(
+        "async (url) => { const r = await fetch(url);"
+        " return [r.status, r.headers.get('Content-Type'), r.headers.get('Content-Disposition')]; }",
+        names["portrait_depth.png"],
+    )
+    assert status == 200 and content_type.startswith("image/png") and "portrait_depth.png" in disposition
+    # Each result panel links its own download too.
+    assert page.locator("#depth-extra a.result-download").get_attribute("download") == "portrait_depth.png"
 
 
 def test_video_viewer_follows_seeking(live_stack, page, tmp_path):
@@ -266,3 +279,137 @@ def test_viewer_for_unknown_item_explains(live_stack, page):
     page.wait_for_function("window.parallaxViewer && window.parallaxViewer.error")
     assert "does not exist" in page.evaluate("parallaxViewer.error")
     assert page.locator("#viewer-message").is_visible()
+
+
+def test_video_cut_out_plays_on_a_checkerboard_with_a_download(live_stack, page, tmp_path):
+    clip = make_video(tmp_path / "Beach day.mp4", seconds=1.0, fps=5, width=96, height=64)
+    item_id = upload_through_page(page, live_stack.url, clip)
+    assert wait_for_jobs_settled(page, item_id, ["video_cutout"]) == {"video_cutout": "completed"}
+
+    page.goto(f"{live_stack.url}/items/{item_id}")
+    video = page.locator("#cutout-frame video")
+    video.wait_for()
+    page.wait_for_function("document.querySelector('#cutout-frame video').readyState >= 1")  # the browser can play it
+    assert page.locator("#cutout-frame").evaluate("el => el.classList.contains('checkerboard')")
+    link = page.locator("#cutout-extra a.result-download")
+    name = link.get_attribute("download")
+    assert name.startswith("Beach day_cutout_") and name.endswith(".webm")
+    assert page.locator(f"#downloads a[download='{name}']").count() == 1
+
+
+@contextlib.contextmanager
+def serve(app):
+    """The app on a loopback port without a worker (pages and the API only)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def _api_upload(base_url: str, path: Path) -> dict:
+    with open(path, "rb") as fh:
+        response = requests.post(f"{base_url}/api/media/upload", files={"media": (path.name, fh)}, timeout=60)
+    assert response.status_code in (200, 202), response.text
+    return response.json()
+
+
+def test_skipped_work_waits_and_is_queued_from_the_page(live_stack, make_app, page, tmp_path):
+    # Two photos arrive while both features are off, then the server runs with them on (live_stack).
+    with serve(make_app(enable_depth=False, enable_background_removal=False)) as features_off:
+        first = _api_upload(features_off, make_photo(tmp_path / "first.jpg", seed=5))["item"]["id"]
+        second = _api_upload(features_off, make_photo(tmp_path / "second.jpg", seed=6))["item"]["id"]
+
+    page.goto(f"{live_stack.url}/items/{first}")
+    page.locator("#depth-frame", has_text="Waiting: its feature was turned on").wait_for()
+    assert "ENABLE_" not in page.locator("main").inner_text()
+    page.locator("#depth-status button", has_text="Make it now").click()
+    page.locator("#depth-frame img").wait_for(timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function("document.querySelector('#depth-frame img').naturalWidth > 0")
+    assert page.locator("#cutout-frame").inner_text().startswith("Waiting")  # only what was asked for ran
+
+    page.goto(live_stack.url + "/")
+    waiting = page.locator("#waiting")
+    waiting.wait_for()
+    assert "3 jobs skipped" in page.locator("#waiting-text").inner_text()
+    page.locator("#waiting-button", has_text="Process 3 now").click()
+    statuses = wait_for_jobs_settled(page, second, ["depth", "cutout"])
+    assert statuses == {"depth": "completed", "cutout": "completed"}
+    assert wait_for_jobs_settled(page, first, ["cutout"]) == {"cutout": "completed"}
+    page.reload()
+    page.locator(".card").first.wait_for()
+    assert page.locator("#waiting").is_hidden()
+
+
+def test_banner_says_when_work_cannot_run(make_app, services, page, tmp_path):
+    app = make_app(enable_depth=True, enable_background_removal=False)
+    with serve(app) as url:  # no worker listening
+        page.goto(url + "/")
+        banner = page.locator("#work-banner")
+        banner.locator("text=No worker is running").wait_for()
+        item_id = _api_upload(url, make_photo(tmp_path / "p.jpg"))["item"]["id"]
+        page.goto(f"{url}/items/{item_id}")
+        page.locator("#depth-frame", has_text="Queued, next in line").wait_for()
+        page.locator("#work-banner", has_text="No worker is running").wait_for()
+
+    settings = app.extensions["parallax"].settings
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    no_redis = create_app(settings, dataclasses.replace(services, settings=settings, redis=unreachable))
+    with serve(no_redis) as url:
+        page.goto(url + "/")
+        page.locator("#work-banner", has_text="job queue (Redis) is not reachable").wait_for()
+        page.set_input_files("#file-input", str(make_photo(tmp_path / "later.jpg", seed=2)))
+        row = page.locator(".upload[data-state='done']", has_text="later.jpg")
+        row.wait_for()
+        card = page.locator(f".card[data-item-id='{row.get_attribute('data-item-id')}']")
+        card.locator(".job[data-task='depth']", has_text="waiting for the job queue").wait_for()
+
+
+def test_navigation_immich_link_phone_layout_and_features_panel(make_app, browser, page, tmp_path):
+    app = make_app(
+        immich_url="http://ann:s3cret@photos.example:2283/api",
+        immich_api_key="not-shown",
+        depth_model="/srv/models/depth/Depth-Anything-V2-Small-hf",
+    )
+    with serve(app) as url:
+        ids = [_api_upload(url, make_photo(tmp_path / f"{n}.jpg", seed=n))["item"]["id"] for n in range(3)]
+        newest, middle, oldest = ids[2], ids[1], ids[0]
+
+        page.goto(f"{url}/items/{middle}")
+        page.locator("#older-link:not([hidden])").wait_for()
+        assert page.locator("#newer-link").get_attribute("href") == f"/items/{newest}"
+        page.locator("#older-link").click()
+        page.wait_for_url(f"**/items/{oldest}")
+        page.locator("#newer-link:not([hidden])").wait_for()
+        assert page.locator("#older-link").is_hidden()  # the oldest item has no next
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_url(f"**/items/{middle}")
+
+        link = page.locator("#immich-header-link")
+        link.wait_for()
+        assert link.get_attribute("href") == "http://photos.example:2283"
+
+        page.goto(url + "/")
+        page.locator(".card").nth(2).wait_for()
+        features = page.locator("#features-title").locator("xpath=..").inner_text()
+        assert "Depth-Anything-V2-Small-hf" in features
+        assert "/srv/models" not in features and "ENABLE_" not in features and "near_dark" not in features
+        for card in page.locator(".card").all():
+            assert card.locator(".card-media").inner_text().strip() == ""
+
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+        try:
+            small = phone.new_page()
+            small.goto(url + "/")
+            small.locator(".card").first.wait_for()
+            library_top = small.locator(".library").bounding_box()["y"]
+            assert library_top < small.locator(".upload-panel").bounding_box()["y"]
+            assert library_top < small.locator("#immich-panel").bounding_box()["y"]
+            assert library_top < 300, "the library should be the first thing on a phone"
+        finally:
+            phone.close()

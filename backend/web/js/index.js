@@ -2,8 +2,8 @@
 // the feature flags and the Immich import panel.
 import { api, mediaSource, uploadMedia } from './api.js';
 import {
-  ACTIVE_JOB_STATES, TASK_LABELS, formatBytes, formatDate, formatDuration, h, jobFraction, jobSummary,
-  notify, progressBar, setProgress, wireApiKeyButton,
+  ACTIVE_JOB_STATES, FEATURE_LABELS, TASK_LABELS, checkWork, formatBytes, formatDate, formatDuration, h, jobFraction,
+  jobSummary, notify, progressBar, setProgress, showImmichLink, wireApiKeyButton,
 } from './ui.js';
 
 const POLL_INTERVAL_MS = 2000;
@@ -33,23 +33,66 @@ async function loadConfig() {
     return;
   }
   const { features = {}, limits = {}, models = {} } = state.config;
-  const labels = {
-    depth: 'Depth maps',
-    background_removal: 'Background removal',
-    experimental_video: 'Video processing (experimental)',
-  };
   const list = document.getElementById('features');
-  list.replaceChildren(...Object.entries(features).map(([name, enabled]) =>
+  list.replaceChildren(...Object.entries(features).filter(([name]) => FEATURE_LABELS[name]).map(([name, enabled]) =>
     h('li', { class: `feature ${enabled ? 'on' : 'off'}`, dataset: { feature: name } },
       h('span', { class: 'feature-dot', 'aria-hidden': 'true' }),
-      h('span', {}, labels[name] || name),
+      h('span', {}, FEATURE_LABELS[name]),
       h('span', { class: 'feature-state' }, enabled ? 'on' : 'off'))));
   const modelList = document.getElementById('models');
-  modelList.replaceChildren(...Object.entries(models).flatMap(([name, value]) =>
-    typeof value === 'object' && value !== null ? [] : [h('dt', {}, name), h('dd', {}, String(value))]));
+  modelList.replaceChildren(...modelDescriptions(models).flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value)]));
   if (limits.max_upload_bytes) {
     document.getElementById('upload-limit').textContent = ` · up to ${formatBytes(limits.max_upload_bytes)} each`;
   }
+}
+
+/** A model's name as people know it: the last part of a hub id or folder, never a full path. */
+function modelName(value) {
+  const parts = String(value || '').split(/[\\/]/).filter(Boolean);
+  return parts[parts.length - 1] || '';
+}
+
+function modelDescriptions(models) {
+  return [
+    ['Depth model', modelName(models.depth)],
+    ['Depth maps', [models.depth_bit_depth ? `${models.depth_bit_depth}-bit` : null,
+      { near_dark: 'near is dark', near_bright: 'near is bright' }[models.depth_polarity]].filter(Boolean).join(', ')],
+    ['Cut-out model', modelName(models.segmentation)],
+  ].filter(([, value]) => value);
+}
+
+/** Work skipped while a feature was off that can run now: how much, and one button to queue it. */
+async function refreshWaiting() {
+  const box = document.getElementById('waiting');
+  let waiting;
+  try {
+    waiting = await api('/api/jobs/requeue-skipped');
+  } catch {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = !waiting.count;
+  if (!waiting.count) return;
+  const parts = Object.entries(waiting.by_task).map(([task, n]) => `${(TASK_LABELS[task] || task).toLowerCase()}: ${n}`);
+  document.getElementById('waiting-text').textContent = `${waiting.count} job${waiting.count === 1 ? '' : 's'} skipped`
+    + ` while ${waiting.count === 1 ? 'its feature was' : 'their features were'} off can run now (${parts.join(', ')}).`;
+  const button = document.getElementById('waiting-button');
+  button.textContent = `Process ${waiting.count} now`;
+  button.disabled = false;
+}
+
+function wireWaiting() {
+  const button = document.getElementById('waiting-button');
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      const result = await api('/api/jobs/requeue-skipped', { method: 'POST', json: {} });
+      notify(`Queued ${result.count} job${result.count === 1 ? '' : 's'}.`, 'info');
+    } catch (error) {
+      notify(`Could not queue the waiting jobs: ${error.message}`);
+    }
+    await Promise.all([refreshWaiting(), refreshLibrary()]);
+  });
 }
 
 // ---------------------------------------------------------------- uploads
@@ -200,31 +243,13 @@ function hasDepth(item) {
 
 function thumbnail(item) {
   const holder = h('div', { class: 'thumb' });
-  const url = item.original_url || `/api/media/${item.id}/original`;
-  // Load only when scrolled into view: with an API key each thumbnail is a full download.
-  const observer = new IntersectionObserver(async (entries) => {
-    if (!entries.some((entry) => entry.isIntersecting)) return;
-    observer.disconnect();
-    try {
-      const source = await mediaSource(url);
-      const media = item.kind === 'video'
-        ? h('video', { src: `${source}#t=0.1`, muted: true, preload: 'metadata', playsinline: true, 'aria-label': item.original_filename })
-        : h('img', { src: source, alt: item.original_filename || '', decoding: 'async' });
-      media.addEventListener('error', async () => {
-        // HEIC/TIFF originals do not decode in most browsers: use the server's upright JPEG copy.
-        if (item.kind === 'photo' && !media.dataset.fallback) {
-          media.dataset.fallback = '1';
-          media.src = await mediaSource(`/api/media/${encodeURIComponent(item.id)}/depth/frames/1/color`);
-        } else {
-          holder.classList.add('thumb-broken');
-        }
-      });
-      holder.append(media);
-    } catch {
-      holder.classList.add('thumb-broken');
-    }
-  }, { rootMargin: '200px' });
-  observer.observe(holder);
+  const url = item.thumbnail_url || `/api/media/${encodeURIComponent(item.id)}/thumbnail`;
+  // A small WebP the server made (videos: a frame near the start), loaded when scrolled into view.
+  mediaSource(url).then((source) => {
+    const image = h('img', { src: source, alt: item.original_filename || '', loading: 'lazy', decoding: 'async' });
+    image.addEventListener('error', () => holder.classList.add('thumb-broken'));
+    holder.append(image);
+  }).catch(() => holder.classList.add('thumb-broken'));
   return holder;
 }
 
@@ -241,7 +266,7 @@ function jobRow(job) {
 function updateJobRow(row, job) {
   row.dataset.jobStatus = job.status;
   row.dataset.jobId = job.id;
-  const text = jobSummary(job);
+  const text = jobSummary(job, state.config?.features);
   const stateEl = row.querySelector('.job-state');
   stateEl.textContent = text;
   stateEl.title = text;
@@ -258,12 +283,14 @@ function createCard(item) {
     formatBytes(item.size_bytes),
   ].filter(Boolean).join(' · ');
   const card = h('article', { class: 'card', dataset: { itemId: item.id, kind: item.kind } },
+    // Nothing is drawn over the picture: kind and source are tags under it.
     h('a', { class: 'card-media', href: detailsUrl, 'aria-label': `Open ${item.original_filename || item.id}` },
-      thumbnail(item),
-      h('span', { class: `badge badge-${item.kind}` }, item.kind),
-      item.source === 'immich' ? h('span', { class: 'badge badge-source' }, 'Immich') : null),
+      thumbnail(item)),
     h('div', { class: 'card-body' },
       h('a', { class: 'card-title', href: detailsUrl, title: item.original_filename || '' }, item.original_filename || item.id),
+      h('div', { class: 'card-tags' },
+        h('span', { class: `tag tag-${item.kind}` }, item.kind === 'video' ? 'Video' : 'Photo'),
+        item.source === 'immich' ? h('span', { class: 'tag tag-source' }, 'Immich') : null),
       h('div', { class: 'card-meta muted', title: formatDate(item.captured_at || item.created_at) }, meta),
       h('ul', { class: 'jobs' }),
       h('div', { class: 'card-actions' },
@@ -387,7 +414,8 @@ async function refreshImmich() {
     state.immichRunning = false;
     return;
   }
-  const url = state.config?.immich?.url;
+  showImmichLink(status);
+  const url = status.public_url || status.url;
   const running = status.running;
   state.immichRunning = Boolean(running);
   buttons.forEach((button) => { button.disabled = false; });
@@ -440,5 +468,7 @@ wireApiKeyButton(document.getElementById('api-key-button'));
 wireUploads();
 wireLibraryControls();
 wireImmich();
+wireWaiting();
+checkWork();
 await loadConfig();
-await Promise.all([refreshLibrary(), refreshImmich()]);
+await Promise.all([refreshLibrary(), refreshImmich(), refreshWaiting()]);

@@ -1,21 +1,27 @@
-// Item page: the original, its depth map and cut-out, downloads, and the item's jobs with
-// live progress and cancel / retry.
+// Item page: the original, its depth map and cut-out (or why there is none yet), downloads under
+// meaningful names, the item's jobs with live progress and cancel / retry, and previous / next.
 import { ApiError, api, mediaSource } from './api.js';
 import {
-  ACTIVE_JOB_STATES, TASK_LABELS, formatBytes, formatDate, formatDuration, h, idFromPath, jobFraction,
-  jobSummary, notify, progressBar, setProgress, wireApiKeyButton,
+  ACTIVE_JOB_STATES, FEATURE_LABELS, TASK_FEATURES, TASK_LABELS, checkWork, formatBytes, formatDate, formatDuration, h,
+  idFromPath, jobFraction, jobSummary, notify, progressBar, setProgress, showImmichLink, taskEnabled, wireApiKeyButton,
 } from './ui.js';
 
 const POLL_INTERVAL_MS = 2000;
 const mediaId = idFromPath();
 const mediaPath = `/api/media/${encodeURIComponent(mediaId)}`;
 
+// The result panels: which derived asset kinds each shows, and which tasks make them.
+const PANELS = [
+  { id: 'depth', title: 'depth map', kinds: ['depth', 'depth_frames'], tasks: ['depth', 'video_depth'] },
+  { id: 'cutout', title: 'cut-out', kinds: ['cutout', 'cutout_video'], tasks: ['cutout', 'video_cutout'] },
+];
+
 const state = {
   config: null,
   item: null,
   jobs: [],
   assets: [],
-  assetsKey: '', // which assets the media panels currently show; re-render only on change
+  shown: {}, // panel id -> the asset version it shows; re-render a preview only when it changes
   pollTimer: null,
   originalShown: false,
 };
@@ -40,12 +46,8 @@ async function load() {
   renderHeader();
   renderJobs();
   if (!state.originalShown) await renderOriginal();
-  const assetsKey = state.assets.map((asset) => `${asset.id}:${asset.kind}:${asset.size_bytes}`).join('|');
-  if (assetsKey !== state.assetsKey) {
-    state.assetsKey = assetsKey;
-    await Promise.all([renderDepth(), renderCutout()]);
-    renderDownloads();
-  }
+  await Promise.all(PANELS.map(renderPanel));
+  renderDownloads();
   schedulePoll(state.jobs.some((job) => ACTIVE_JOB_STATES.has(job.status)));
 }
 
@@ -54,10 +56,10 @@ function schedulePoll(active) {
   if (active) state.pollTimer = setTimeout(load, POLL_INTERVAL_MS);
 }
 
-// ---------------------------------------------------------------- header & details
+// ---------------------------------------------------------------- header, neighbours & details
 
-function assetOf(...kinds) {
-  return state.assets.find((asset) => kinds.includes(asset.kind));
+function newest(rows) {
+  return [...rows].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)))[0];
 }
 
 function renderHeader() {
@@ -74,7 +76,7 @@ function renderHeader() {
 
   const viewerLink = document.getElementById('viewer-link');
   viewerLink.href = `/viewer/${encodeURIComponent(item.id)}`;
-  viewerLink.hidden = !assetOf('depth', 'depth_frames');
+  viewerLink.hidden = !state.assets.some((asset) => asset.kind === 'depth' || asset.kind === 'depth_frames');
   const immichLink = document.getElementById('immich-link');
   immichLink.hidden = !item.immich_url;
   if (item.immich_url) immichLink.href = item.immich_url;
@@ -97,24 +99,41 @@ function renderHeader() {
     .flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, String(value))]));
 }
 
-// ---------------------------------------------------------------- media panels
-
-/** <img>/<video> for a URL, loaded through mediaSource (API key aware). */
-async function mediaElement(url, { video = false, alt = '', controls = true } = {}) {
-  const source = await mediaSource(url);
-  if (video) return h('video', { src: source, controls, playsinline: true, preload: 'metadata', muted: true, loop: true });
-  return h('img', { src: source, alt });
+/** Previous (newer) and next (older) items in the library's order; arrow keys follow them too. */
+async function loadNeighbours() {
+  let around;
+  try {
+    around = await api(`${mediaPath}/neighbours`);
+  } catch {
+    return;
+  }
+  for (const [which, linkId] of [['newer', 'newer-link'], ['older', 'older-link']]) {
+    const link = document.getElementById(linkId);
+    const target = around[which];
+    link.hidden = !target;
+    if (target) {
+      link.href = `/items/${encodeURIComponent(target.id)}`;
+      link.setAttribute('aria-label', `${which === 'newer' ? 'Previous' : 'Next'}: ${target.original_filename}`);
+    }
+  }
 }
 
-async function fillFrame(frameId, build) {
-  const frame = document.getElementById(frameId);
-  try {
-    const element = await build();
-    frame.replaceChildren(element);
-    element.addEventListener('error', () => frame.replaceChildren('This browser cannot display this file; use the download link.'));
-  } catch (error) {
-    frame.replaceChildren(error.message);
-  }
+function wireKeys() {
+  document.addEventListener('keydown', (event) => {
+    if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (['INPUT', 'TEXTAREA', 'SELECT', 'VIDEO'].includes(document.activeElement?.tagName)) return;
+    const link = document.getElementById({ ArrowLeft: 'newer-link', ArrowRight: 'older-link' }[event.key] || '');
+    if (link && !link.hidden) window.location.href = link.href;
+  });
+}
+
+// ---------------------------------------------------------------- original
+
+/** <img>/<video> for a URL, loaded through mediaSource (API key aware). */
+async function mediaElement(url, { video = false, alt = '' } = {}) {
+  const source = await mediaSource(url);
+  if (video) return h('video', { src: source, controls: true, playsinline: true, preload: 'metadata', muted: true, loop: true });
+  return h('img', { src: source, alt });
 }
 
 async function renderOriginal() {
@@ -125,10 +144,10 @@ async function renderOriginal() {
     const element = await mediaElement(item.original_url || `${mediaPath}/original`,
       { video: item.kind === 'video', alt: item.original_filename || 'Original' });
     element.addEventListener('error', async () => {
-      // Browsers cannot show HEIC/TIFF originals; the server's upright JPEG copy can stand in.
+      // Browsers cannot show HEIC, JPEG XL or TIFF: the server's upright preview stands in.
       if (item.kind === 'photo' && !element.dataset.fallback) {
         element.dataset.fallback = '1';
-        element.src = await mediaSource(`${mediaPath}/depth/frames/1/color`);
+        element.src = await mediaSource(item.thumbnail_url);
       } else {
         frame.replaceChildren('This browser cannot display this file; use the download link.');
       }
@@ -139,24 +158,105 @@ async function renderOriginal() {
   }
 }
 
-async function renderDepth() {
-  const frame = document.getElementById('depth-frame');
-  const extra = document.getElementById('depth-extra');
-  const asset = assetOf('depth', 'depth_frames');
+// ---------------------------------------------------------------- result panels
+
+function featuresOff(task) {
+  const off = (TASK_FEATURES[task] || []).filter((name) => !state.config?.features?.[name]);
+  return off.map((name) => FEATURE_LABELS[name] || name).join(' and ');
+}
+
+/** Why a panel has no result (or why it is changing): a sentence, and an action where one helps. */
+function panelStatus(panel, job, hasAsset) {
+  if (!job) return hasAsset ? null : { text: `No ${panel.title} for this item.` };
+  const features = state.config?.features;
+  switch (job.status) {
+    case 'completed':
+      return hasAsset ? null : { text: `The ${panel.title} was made but its file is missing; make it again.`, action: 'reprocess' };
+    case 'skipped':
+      if (taskEnabled(job.task, features)) {
+        return { text: 'Waiting: its feature was turned on after this item was added.', action: 'reprocess', label: 'Make it now' };
+      }
+      return { text: `Skipped: feature off (${featuresOff(job.task) || 'turned off on this server'}).` };
+    case 'failed':
+      return { text: `Failed: ${job.error || 'no reason was recorded'}`, action: 'retry', job };
+    case 'cancelled':
+      return { text: 'Cancelled.', action: 'retry', job };
+    case 'processing':
+      return { text: `${hasAsset ? 'Updating' : 'Working'}: ${jobSummary(job, features)}`, progress: job };
+    case 'queued':
+    case 'pending': {
+      const text = jobSummary(job, features); // "queued, 2 ahead", "waiting for the job queue"
+      return { text: `${hasAsset ? 'Updating: ' : ''}${text.charAt(0).toUpperCase()}${text.slice(1)}`, progress: job };
+    }
+    default:
+      return { text: job.status };
+  }
+}
+
+function statusActions(panel, status) {
+  if (!status.action) return null;
+  const label = status.label || (status.action === 'retry' ? 'Retry' : 'Make it again');
+  const run = status.action === 'retry'
+    ? () => jobAction(status.job, 'retry')
+    : () => reprocess(panel.tasks.filter((task) => state.jobs.some((job) => job.task === task)));
+  return h('button', { class: 'button button-small', type: 'button', dataset: { action: status.action }, onclick: run }, label);
+}
+
+async function renderPanel(panel) {
+  const asset = newest(state.assets.filter((a) => panel.kinds.includes(a.kind)));
+  const job = newest(state.jobs.filter((j) => panel.tasks.includes(j.task)));
+  const status = panelStatus(panel, job, Boolean(asset));
+  const statusEl = document.getElementById(`${panel.id}-status`);
+  statusEl.dataset.state = job?.status || 'none';
+  // Without a result the frame itself says why; with one, the line below says what is changing.
+  statusEl.replaceChildren(...[
+    status && asset ? h('span', {}, status.text) : null,
+    status ? statusActions(panel, status) : null,
+  ].filter(Boolean));
+  if (status?.progress) {
+    const bar = progressBar();
+    setProgress(bar, job.status === 'processing' ? jobFraction(job) : null);
+    statusEl.append(bar);
+  }
+
+  const version = asset ? `${asset.id}:${asset.created_at}` : `none:${status?.text}`;
+  if (state.shown[panel.id] === version) return;
+  state.shown[panel.id] = version;
+  const frame = document.getElementById(`${panel.id}-frame`);
+  const extra = document.getElementById(`${panel.id}-extra`);
+  frame.classList.toggle('checkerboard', Boolean(asset) && panel.id === 'cutout'); // transparency shows as a checkerboard
   if (!asset) {
-    const job = state.jobs.find((j) => j.task === 'depth' || j.task === 'video_depth');
-    frame.replaceChildren(job ? `Depth: ${jobSummary(job)}` : 'No depth map for this item.');
-    extra.textContent = '';
+    frame.replaceChildren(h('span', { class: 'media-frame-empty' }, status?.text || ''));
+    extra.replaceChildren();
     return;
   }
-  const polarity = asset.metadata?.polarity;
-  extra.textContent = [asset.model, polarity ? `polarity ${polarity.replace('_', ' ')}` : null,
-    asset.width && asset.height ? `${asset.width}×${asset.height}` : null].filter(Boolean).join(' · ');
-  if (asset.kind === 'depth') {
-    await fillFrame('depth-frame', () => mediaElement(asset.url || `${mediaPath}/depth`, { alt: 'Depth map' }));
+  extra.replaceChildren(
+    [asset.model ? modelLabel(asset.model) : null, asset.variant || null,
+      asset.metadata?.polarity ? `polarity ${asset.metadata.polarity.replace('_', ' ')}` : null,
+      asset.width && asset.height ? `${asset.width}×${asset.height}` : null].filter(Boolean).join(' · '),
+    h('br'),
+    h('a', { class: 'result-download', href: asset.download_url, download: asset.download_name }, `Download ${asset.download_name}`));
+  if (asset.kind === 'depth_frames') {
+    await renderDepthFrames(frame, extra);
     return;
   }
-  // Video: preview one depth frame at a time with a slider over the manifest's frames.
+  const isVideo = (asset.mime_type || '').startsWith('video/');
+  try {
+    const element = await mediaElement(asset.url, { video: isVideo, alt: `${panel.title} of ${state.item.original_filename}` });
+    element.addEventListener('error', () => frame.replaceChildren('This browser cannot display this file; use the download link.'));
+    frame.replaceChildren(element);
+  } catch (error) {
+    frame.replaceChildren(error.message);
+  }
+}
+
+function modelLabel(model) {
+  const parts = String(model).split(/[\\/]/).filter(Boolean);
+  return parts[parts.length - 1];
+}
+
+/** A video's depth: one depth frame at a time, chosen with a slider over the manifest's frames. */
+async function renderDepthFrames(frame, extra) {
   let manifest;
   try {
     manifest = await api(`${mediaPath}/depth/manifest`);
@@ -178,76 +278,25 @@ async function renderDepth() {
   };
   slider.addEventListener('input', show);
   frame.replaceChildren(image);
-  extra.replaceChildren(extra.textContent, h('br'), slider, label,
+  extra.append(h('br'), slider, label,
     h('br'), `${manifest.frames.length} frames at ${Number(manifest.effective_fps || 0).toFixed(2)} fps`);
   await show();
 }
 
-async function renderCutout() {
-  const frame = document.getElementById('cutout-frame');
-  const extra = document.getElementById('cutout-extra');
-  const asset = assetOf('cutout');
-  const job = state.jobs.find((j) => j.task === 'cutout' || j.task === 'video_cutout');
-  extra.replaceChildren();
-  frame.classList.toggle('checkerboard', Boolean(asset)); // transparency shows only on an actual cut-out
-  if (asset) {
-    const isVideo = (asset.mime_type || '').startsWith('video/');
-    await fillFrame('cutout-frame', () => mediaElement(asset.url || `${mediaPath}/cutout`, { video: isVideo, alt: 'Cut-out' }));
-    extra.textContent = [asset.model, asset.variant].filter(Boolean).join(' · ');
-    return;
-  }
-  if (job) {
-    frame.replaceChildren(`Cut-out: ${jobSummary(job)}`);
-    return;
-  }
-  const enabled = state.config?.features?.background_removal;
-  if (!enabled) {
-    frame.replaceChildren('Background removal is turned off on this server.');
-    return;
-  }
-  frame.replaceChildren(h('button', { class: 'button', type: 'button', onclick: requestCutout }, 'Create cut-out'));
-}
-
-async function requestCutout() {
-  const frame = document.getElementById('cutout-frame');
-  frame.replaceChildren('Requesting…');
-  try {
-    const response = await api(`${mediaPath}/cutout?background=transparent`, { raw: true });
-    if (response.status === 202) frame.replaceChildren('Queued…');
-    await load();
-  } catch (error) {
-    frame.replaceChildren(error.status === 404 ? 'Background removal is not available for this item.' : error.message);
-  }
-}
-
 // ---------------------------------------------------------------- downloads
-
-function downloadName(suffix, extension) {
-  const base = (state.item.original_filename || state.item.id).replace(/\.[^.]+$/, '');
-  return `${base}${suffix}.${extension}`;
-}
-
-function extensionFor(mime) {
-  return { 'image/png': 'png', 'application/zip': 'zip', 'image/jpeg': 'jpg', 'video/mp4': 'mp4', 'video/webm': 'webm' }[mime] || 'bin';
-}
 
 function renderDownloads() {
   const { item } = state;
   const links = [
-    { label: 'Original', url: item.original_url || `${mediaPath}/original`, name: item.original_filename || '', size: item.size_bytes },
-    ...state.assets.map((asset) => ({
-      label: {
-        depth: 'Depth map (PNG)', depth_frames: 'Depth frames (ZIP)', cutout: 'Cut-out',
-      }[asset.kind] || asset.kind,
-      url: asset.url,
-      name: downloadName(`-${asset.kind}${asset.variant ? `-${asset.variant}` : ''}`, extensionFor(asset.mime_type)),
-      size: asset.size_bytes,
+    { label: 'Original', url: `${item.original_url}?download=1`, name: item.original_filename || '', size: item.size_bytes },
+    ...[...state.assets].sort((a, b) => a.kind.localeCompare(b.kind)).map((asset) => ({
+      label: asset.download_name, url: asset.download_url, name: asset.download_name, size: asset.size_bytes, kind: asset.kind,
     })),
   ];
-  document.getElementById('downloads').replaceChildren(...links.filter((link) => link.url).map((link) => {
-    const anchor = h('a', { href: link.url, download: link.name }, link.label);
-    return h('li', {}, anchor, h('span', { class: 'muted' }, formatBytes(link.size)));
-  }));
+  document.getElementById('downloads').replaceChildren(...links.map((link) =>
+    h('li', { dataset: { kind: link.kind || 'original' } },
+      h('a', { href: link.url, download: link.name }, link.label),
+      h('span', { class: 'muted' }, formatBytes(link.size)))));
 }
 
 // ---------------------------------------------------------------- jobs
@@ -258,6 +307,7 @@ function renderJobs() {
     list.replaceChildren(h('li', { class: 'muted' }, 'No jobs for this item.'));
     return;
   }
+  const features = state.config?.features;
   const jobs = [...state.jobs].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
   list.replaceChildren(...jobs.map((job) => {
     const bar = progressBar();
@@ -271,16 +321,16 @@ function renderJobs() {
       actions.push(h('button', { class: 'button button-small', type: 'button', dataset: { action: 'retry' }, onclick: () => jobAction(job, 'retry') }, 'Retry'));
     }
     const progress = job.progress || {};
+    // A skipped job's reason names the setting that was off; once it is on, that is no longer true.
+    const stillOff = job.status === 'skipped' && !taskEnabled(job.task, features);
     return h('li', { class: 'job-card', dataset: { jobId: job.id, task: job.task, jobStatus: job.status } },
       h('div', { class: 'job-card-head' },
         h('strong', {}, TASK_LABELS[job.task] || job.task),
-        h('span', { class: 'job-state' }, job.status)),
+        h('span', { class: 'job-state' }, jobSummary(job, features))),
       bar,
       job.status === 'processing' && progress.total
         ? h('span', { class: 'hint' }, `${progress.stage || 'working'}: ${progress.done} / ${progress.total}`) : null,
-      job.error ? h('span', { class: 'hint' }, `Error: ${job.error}`) : null,
-      job.skip_reason ? h('span', { class: 'hint' }, `Skipped: ${job.skip_reason}`) : null,
-      job.enable_with ? h('span', { class: 'hint' }, 'Enable with ', h('code', {}, job.enable_with)) : null,
+      stillOff && job.skip_reason ? h('span', { class: 'hint' }, `Server setting: ${job.skip_reason}`) : null,
       h('span', { class: 'hint' }, [
         `attempts ${job.attempts ?? 0}`,
         job.started_at ? `started ${formatDate(job.started_at)}` : null,
@@ -299,19 +349,20 @@ async function jobAction(job, action) {
   await load();
 }
 
+async function reprocess(tasks = null) {
+  try {
+    await api(`${mediaPath}/reprocess`, { method: 'POST', json: tasks ? { tasks } : {} });
+    notify(tasks ? `Queued: ${tasks.map((task) => TASK_LABELS[task] || task).join(', ')}.` : 'Reprocessing queued.', 'info');
+  } catch (error) {
+    notify(`Could not queue the work: ${error.message}`);
+  }
+  await load();
+}
+
 // ---------------------------------------------------------------- actions
 
 function wireActions() {
-  document.getElementById('reprocess-button').addEventListener('click', async () => {
-    try {
-      await api(`${mediaPath}/reprocess`, { method: 'POST' });
-      notify('Reprocessing queued.', 'info');
-      state.assetsKey = '';
-    } catch (error) {
-      notify(`Could not reprocess: ${error.message}`);
-    }
-    await load();
-  });
+  document.getElementById('reprocess-button').addEventListener('click', () => reprocess());
   document.getElementById('delete-button').addEventListener('click', async () => {
     const name = state.item?.original_filename || mediaId;
     if (!window.confirm(`Delete "${name}" and everything made from it? This cannot be undone.`)) return;
@@ -326,9 +377,12 @@ function wireActions() {
 
 wireApiKeyButton(document.getElementById('api-key-button'));
 wireActions();
+wireKeys();
+checkWork();
+showImmichLink();
 try {
   state.config = await api('/api/config');
 } catch {
-  state.config = null; // the page still works; only the "Create cut-out" button needs it
+  state.config = null; // the page still works; panels then cannot tell "off" from "on since"
 }
-await load();
+await Promise.all([load(), loadNeighbours()]);

@@ -1,5 +1,5 @@
 // Small DOM and formatting helpers shared by the library, item and viewer pages.
-import { storedApiKey, storeApiKey } from './api.js';
+import { api, storedApiKey, storeApiKey } from './api.js';
 
 /** Create an element: h('a', {href: '/', class: 'x'}, 'text', childElement). */
 export function h(tag, attributes = {}, ...children) {
@@ -53,7 +53,25 @@ export const TASK_LABELS = {
   video_cutout: 'Video cut-out',
 };
 
+/** The server features (GET /api/config "features") each task needs, all of them. */
+export const TASK_FEATURES = {
+  depth: ['depth'],
+  cutout: ['background_removal'],
+  video_depth: ['experimental_video', 'depth'],
+  video_cutout: ['experimental_video', 'background_removal'],
+};
+
+export const FEATURE_LABELS = {
+  depth: 'Depth maps',
+  background_removal: 'Background removal',
+  experimental_video: 'Video processing (experimental)',
+};
+
 export const ACTIVE_JOB_STATES = new Set(['pending', 'queued', 'processing']);
+
+export function taskEnabled(task, features) {
+  return Boolean(features) && (TASK_FEATURES[task] || []).every((name) => features[name]);
+}
 
 /** 0..1 when the job reports a total, otherwise null (indeterminate). */
 export function jobFraction(job) {
@@ -63,16 +81,32 @@ export function jobFraction(job) {
   return Math.max(0, Math.min(1, progress.done / progress.total));
 }
 
-export function jobSummary(job) {
+/**
+ * A job's state in a user's words: "queued, 2 ahead", "failed: <reason>", "skipped: feature off", or
+ * "waiting to be queued" for work skipped while its feature was off that can run now (features
+ * from /api/config; without them a skipped job just says skipped).
+ */
+export function jobSummary(job, features = null) {
   const progress = job.progress || {};
-  if (job.status === 'processing') {
-    const fraction = jobFraction(job);
-    const stage = progress.stage ? `${progress.stage} ` : '';
-    return fraction === null ? `${stage}…` : `${stage}${Math.round(fraction * 100)}%`;
+  switch (job.status) {
+    case 'processing': {
+      const fraction = jobFraction(job);
+      const stage = progress.stage ? `${progress.stage} ` : '';
+      return fraction === null ? `${stage}…` : `${stage}${Math.round(fraction * 100)}%`;
+    }
+    case 'queued':
+      if (job.jobs_ahead === null || job.jobs_ahead === undefined) return 'queued';
+      return job.jobs_ahead === 0 ? 'queued, next in line' : `queued, ${job.jobs_ahead} ahead`;
+    case 'pending':
+      return 'waiting for the job queue';
+    case 'failed':
+      return job.error ? `failed: ${job.error}` : 'failed';
+    case 'skipped':
+      if (features && taskEnabled(job.task, features)) return 'waiting to be queued (the feature is on now)';
+      return 'skipped: feature off';
+    default:
+      return job.status;
   }
-  if (job.status === 'failed') return job.error ? `failed: ${job.error}` : 'failed';
-  if (job.status === 'skipped') return job.skip_reason ? `skipped: ${job.skip_reason}` : 'skipped';
-  return job.status;
 }
 
 /** A progress bar element; update it with setProgress(). */
@@ -119,4 +153,49 @@ export function notify(message, kind = 'error') {
   notice.replaceChildren(h('div', { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
     h('span', {}, message),
     h('button', { class: 'notice-close', type: 'button', 'aria-label': 'Dismiss', onclick: () => notice.replaceChildren() }, '×')));
+}
+
+/** The page's banner (#work-banner) says when work cannot run: no database, no queue, no worker. */
+export async function checkWork() {
+  const banner = document.getElementById('work-banner');
+  if (!banner) return;
+  let checks;
+  try {
+    const response = await fetch('/api/health', { headers: { Accept: 'application/json' } });
+    checks = (await response.json()).checks || {};
+  } catch {
+    checks = { server: { ok: false } };
+  }
+  const problems = [];
+  if (checks.server && !checks.server.ok) problems.push('The Parallax server is not answering.');
+  if (checks.database && !checks.database.ok) {
+    problems.push('The database is not reachable: the library cannot be shown or changed until it is back.');
+  }
+  if (checks.redis && !checks.redis.ok) {
+    problems.push('The job queue (Redis) is not reachable: uploads are kept, and their processing starts once it is back.');
+  } else if (checks.workers && !checks.workers.ok) {
+    problems.push('No worker is running, so nothing is being processed: new work waits in the queue until a worker starts'
+      + ' (python -m backend worker, or ./scripts/run).');
+  }
+  banner.dataset.problems = String(problems.length);
+  banner.replaceChildren(...problems.map((text) => h('div', { class: 'notice notice-warn', role: 'status' }, text)));
+  clearTimeout(checkWork.timer);
+  checkWork.timer = setTimeout(checkWork, problems.length ? 5000 : 20000);
+}
+
+/** The header's link to the Immich server, when one is configured (shown without credentials). */
+export async function showImmichLink(status = null) {
+  const link = document.getElementById('immich-header-link');
+  if (!link) return;
+  let immich = status;
+  if (!immich) {
+    try {
+      immich = await api('/api/immich/status');
+    } catch {
+      immich = null;
+    }
+  }
+  const url = immich?.configured ? immich.public_url || immich.url : null;
+  link.hidden = !url;
+  if (url) link.href = url;
 }
