@@ -142,14 +142,19 @@ def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo |
     )
 
 
+def run_media_tool(cmd: list[str], timeout: float, doing: str) -> subprocess.CompletedProcess:
+    """Run ffprobe / ffmpeg; a missing tool or a file that keeps it busy too long is said in words."""
+    try:
+        return subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise RuntimeError(f"{cmd[0]} is not installed (apt-get install ffmpeg)") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidMediaError(f"{cmd[0]} took too long to {doing}") from exc
+
+
 def _ffprobe(path: Path, timeout: float = 60) -> dict[str, Any]:
     cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    except FileNotFoundError as exc:
-        raise RuntimeError("ffprobe is not installed (apt-get install ffmpeg)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise InvalidMediaError("ffprobe took too long to read the file") from exc
+    proc = run_media_tool(cmd, timeout, "read the file")
     if proc.returncode != 0:
         return {}
     try:
@@ -167,12 +172,7 @@ def _is_still(data: dict[str, Any]) -> bool:
 def _decode_with_ffmpeg(path: Path, timeout: float = 120) -> Image.Image:
     """Decode a still image Pillow cannot open through ffmpeg (as PNG, which keeps alpha and 16 bits)."""
     cmd = ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "-"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    except FileNotFoundError as exc:
-        raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise InvalidMediaError("ffmpeg took too long to decode the image") from exc
+    proc = run_media_tool(cmd, timeout, "decode the image")
     if proc.returncode != 0 or not proc.stdout:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()
         raise InvalidMediaError(f"the image could not be decoded ({detail[-1] if detail else 'no picture'})")

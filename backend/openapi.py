@@ -145,6 +145,13 @@ def build_spec() -> dict[str, Any]:
                 "thumbnail_url": {"type": "string", "description": "a WebP preview, at most 512 px"},
             },
         },
+        "Neighbours": {
+            "type": "object",
+            "properties": {
+                "newer": {"$ref": "#/components/schemas/Neighbour"},
+                "older": {"$ref": "#/components/schemas/Neighbour"},
+            },
+        },
         "Neighbour": {
             "type": ["object", "null"],
             "properties": {
@@ -328,23 +335,7 @@ def build_spec() -> dict[str, Any]:
                 "tags": ["media"],
                 "summary": "The newer and older item next to this one, in the library's order",
                 "parameters": [_id(), _q("kind", {"enum": ["photo", "video"]}, "only among this kind")],
-                "responses": {
-                    "200": {
-                        "description": "OK",
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "newer": {"$ref": "#/components/schemas/Neighbour"},
-                                        "older": {"$ref": "#/components/schemas/Neighbour"},
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "404": ERROR,
-                },
+                "responses": {"200": _json("Neighbours"), "404": ERROR},
             }
         },
         "/api/media/{item_id}/assets/{asset_id}": {

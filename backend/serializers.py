@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 
+from backend.immich.importer import server_label
 from backend.settings import Settings
 
 
@@ -20,10 +21,10 @@ def item_thumbnail_url(item: dict) -> str:
 
 def item_json(item: dict, settings: Settings) -> dict[str, Any]:
     immich_url = None
-    base = settings.immich_public_url or settings.immich_url
+    base = server_label(settings.immich_public_url or settings.immich_url)  # never with user:password@
     # No link to an asset deleted in Immich (a trashed or archived one still opens there).
     if item.get("immich_asset_id") and base and item.get("immich_removed") != "deleted":
-        immich_url = f"{base.rstrip('/').removesuffix('/api')}/photos/{item['immich_asset_id']}"
+        immich_url = f"{base}/photos/{item['immich_asset_id']}"
     return {
         "id": str(item["id"]),
         "kind": item["kind"],

@@ -12,14 +12,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import subprocess
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from ai.probe import oriented_image
+from ai.probe import oriented_image, run_media_tool
 from backend.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def _video_frame(path: Path, duration: float | None) -> Image.Image:
     for decoder in attempts:
         cmd = ["ffmpeg", "-v", "error", "-ss", f"{at:.3f}", *decoder, "-i", str(path), "-frames:v", "1"]
         cmd += ["-f", "image2pipe", "-c:v", "png", "-"]
-        proc = subprocess.run(cmd, capture_output=True, timeout=120)
+        proc = run_media_tool(cmd, 120, "read a frame for the preview")
         if proc.returncode == 0 and proc.stdout:
             return _to_8bit(Image.open(io.BytesIO(proc.stdout)))
         error = proc.stderr.decode(errors="replace").strip()[-300:] or error

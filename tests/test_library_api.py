@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from redis import Redis
 
+from tests.fake_immich import fake_immich, fake_immich_factory  # noqa: F401 (fixtures)
 from tests.media_factory import make_photo, make_video
 
 
@@ -171,6 +172,8 @@ def test_queued_jobs_say_how_many_are_ahead(make_app, tmp_path):
     assert client.get(f"/api/jobs/{depth['id']}").get_json()["jobs_ahead"] == 2
     first = next(j for j in bodies[0]["jobs"] if j["task"] == "depth")
     assert client.get(f"/api/jobs/{first['id']}").get_json()["jobs_ahead"] == 0
+    listed = {j["id"]: j["jobs_ahead"] for j in client.get("/api/jobs?task=depth").get_json()["jobs"]}
+    assert sorted(listed.values()) == [0, 1, 2]
 
 
 def test_upload_while_redis_is_down_keeps_the_work_pending(make_app, services, tmp_path):
@@ -187,3 +190,33 @@ def test_upload_while_redis_is_down_keeps_the_work_pending(make_app, services, t
     assert depth["status"] == "pending"  # stored and recorded; queued once Redis is back
     health = client.get("/api/health").get_json()
     assert health["checks"]["redis"]["ok"] is False and health["status"] == "error"
+
+
+def test_immich_links_never_carry_credentials(make_app, services, tmp_path):
+    client = make_app(immich_url="https://ann:s3cret@photos.example/api", immich_api_key="key").test_client()
+    item = _upload(client, make_photo(tmp_path / "p.jpg")).get_json()["item"]
+    services.db.execute("UPDATE media_items SET immich_asset_id = 'abc' WHERE id = %s", (item["id"],))
+    assert (
+        client.get(f"/api/media/{item['id']}").get_json()["item"]["immich_url"] == "https://photos.example/photos/abc"
+    )
+    status = client.get("/api/immich/status").get_json()
+    assert "s3cret" not in str(status)
+
+
+@pytest.mark.slow
+def test_immich_asset_type_is_trusted_over_how_the_bytes_read(make_app, fake_immich, start_worker, services, tmp_path):
+    """Immich says IMAGE; the original reads as a one-frame video here (as JPEG XL did before it was
+    decoded): the import takes Immich's full-size rendition instead of storing a 'video'."""
+    from tests.conftest import wait_for_job
+
+    asset = fake_immich.add_raw(filename="IMG_0007.jxl")
+    asset.mime_type = "image/jxl"  # not a RAW type: the original is tried first
+    asset.data = make_video(tmp_path / "looks-like-a-video.mp4", seconds=0.2, fps=5).read_bytes()
+    app = make_app(immich_url=fake_immich.url, immich_api_key=fake_immich.api_key)
+    client = app.test_client()
+    worker = start_worker(app.extensions["parallax"].settings)
+    started = client.post("/api/immich/import", json={"mode": "full"}).get_json()
+    wait_for_job(client, started["job"]["id"], worker=worker, timeout=90)
+    item = services.db.fetchone("SELECT * FROM media_items WHERE immich_asset_id = %s", (asset.id,))
+    assert item["kind"] == "photo" and item["mime_type"] == "image/jpeg"
+    assert item["metadata"]["immich"]["rendition"] == "fullsize"

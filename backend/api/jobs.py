@@ -43,7 +43,8 @@ def list_jobs():
         {"status": status, "task": task, "media": media_id, "limit": per_page, "offset": (page - 1) * per_page},
     )
     total = rows[0]["total"] if rows else 0
-    return jsonify(jobs=[job_json(r) for r in rows], page=page, per_page=per_page, total=total)
+    ahead = jobs.jobs_ahead(services(), [r["id"] for r in rows if r["status"] == "queued"])
+    return jsonify(jobs=[job_json(r, ahead.get(str(r["id"]))) for r in rows], page=page, per_page=per_page, total=total)
 
 
 @bp.get("/api/jobs/<job_id>")
