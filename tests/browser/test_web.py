@@ -81,20 +81,22 @@ def upload_through_page(page, base_url: str, path: Path) -> str:
     return item_id
 
 
-def wait_for_jobs_settled(page, item_id: str, tasks: list[str]) -> dict[str, str]:
-    """Wait (on the library page, which polls) until the card shows every task finished."""
+def wait_for_jobs_settled(
+    page, item_id: str, tasks: list[str], settled=("completed", "failed", "cancelled", "skipped")
+) -> dict[str, str]:
+    """Wait (on the library page, which polls) until the card shows every task in a ``settled`` state."""
     card = page.locator(f".card[data-item-id='{item_id}']")
     card.wait_for()
     page.wait_for_function(
-        """([id, tasks]) => {
+        """([id, tasks, settled]) => {
             const card = document.querySelector(`.card[data-item-id="${id}"]`);
             if (!card) return false;
             return tasks.every((task) => {
                 const row = card.querySelector(`.job[data-task="${task}"]`);
-                return row && ['completed', 'failed', 'cancelled', 'skipped'].includes(row.dataset.jobStatus);
+                return row && settled.includes(row.dataset.jobStatus);
             });
         }""",
-        arg=[item_id, tasks],
+        arg=[item_id, tasks, list(settled)],
         timeout=JOB_TIMEOUT_MS,
     )
     return {task: card.locator(f".job[data-task='{task}']").get_attribute("data-job-status") for task in tasks}
@@ -338,9 +340,10 @@ def test_skipped_work_waits_and_is_queued_from_the_page(live_stack, make_app, pa
     waiting.wait_for()
     assert "3 jobs skipped" in page.locator("#waiting-text").inner_text()
     page.locator("#waiting-button", has_text="Process 3 now").click()
-    statuses = wait_for_jobs_settled(page, second, ["depth", "cutout"])
+    ran = ("completed", "failed", "cancelled")  # until the page refreshes the cards still say skipped
+    statuses = wait_for_jobs_settled(page, second, ["depth", "cutout"], settled=ran)
     assert statuses == {"depth": "completed", "cutout": "completed"}
-    assert wait_for_jobs_settled(page, first, ["cutout"]) == {"cutout": "completed"}
+    assert wait_for_jobs_settled(page, first, ["cutout"], settled=ran) == {"cutout": "completed"}
     page.reload()
     page.locator(".card").first.wait_for()
     assert page.locator("#waiting").is_hidden()
