@@ -21,7 +21,7 @@ def _job_id(job_id: str) -> str:
     try:
         return str(uuid.UUID(job_id))
     except ValueError:
-        raise NotFound(f"no job with id {job_id}")
+        raise NotFound(f"no job with id {job_id}") from None
 
 
 @bp.get("/api/jobs")
@@ -34,7 +34,7 @@ def list_jobs():
         try:
             uuid.UUID(media_id)
         except ValueError:
-            raise BadRequest("media_id must be a UUID")
+            raise BadRequest("media_id must be a UUID") from None
     rows = services().db.fetchall(
         """SELECT *, count(*) OVER () AS total FROM processing_jobs
            WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(task)s::text IS NULL OR task = %(task)s)
@@ -51,7 +51,7 @@ def list_jobs():
 def get_job(job_id: str):
     job = jobs.get_job(services(), _job_id(job_id))
     if job is None:
-        raise NotFound(f"no job with id {job_id}")
+        raise NotFound(f"no job with id {job_id}") from None
     return jsonify(job_json(job, jobs.jobs_ahead(services(), [job["id"]]).get(str(job["id"]))))
 
 

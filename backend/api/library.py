@@ -96,7 +96,8 @@ def neighbours(item_id: str):
         raise BadRequest(f"this item is a {item['kind']}, not a {kind}")
     db = services().db
     params = {"created": item["created_at"], "id": item["id"], "kind": kind}
-    same_kind = "(%(kind)s::text IS NULL OR kind = %(kind)s)"
+    # The same items as the library lists: not those removed in Immich and hidden here.
+    same_kind = "(%(kind)s::text IS NULL OR kind = %(kind)s) AND immich_removed IS NULL"
     newer = db.fetchone(
         f"SELECT id, kind, original_filename, sha256 FROM media_items WHERE {same_kind}"
         " AND (created_at > %(created)s OR (created_at = %(created)s AND id < %(id)s))"
