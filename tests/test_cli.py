@@ -58,9 +58,13 @@ def _no_traceback(out) -> None:
     assert "Traceback" not in out.stdout + out.stderr, out.stderr
 
 
-def test_folders_short_ids_headers_and_show(make_app, services, tmp_path):
-    make_app()
-    settings = services.settings
+def _settings(make_app, **overrides):
+    """The settings of a test app (the database starts empty), as the CLI's environment."""
+    return make_app(**overrides).extensions["parallax"].settings
+
+
+def test_folders_short_ids_headers_and_show(make_app, tmp_path):
+    settings = _settings(make_app, enable_depth=False, enable_background_removal=False)
     folder = tmp_path / "trip"
     make_photo(folder / "a.jpg", seed=1)
     make_photo(folder / "day2" / "b.png", fmt="PNG", seed=2)
@@ -95,9 +99,8 @@ def test_folders_short_ids_headers_and_show(make_app, services, tmp_path):
     _no_traceback(watched)
 
 
-def test_bad_ids_and_values_are_explained(make_app, services):
-    make_app()
-    settings = services.settings
+def test_bad_ids_and_values_are_explained(make_app):
+    settings = _settings(make_app)
     malformed = _cli(settings, "watch", "not-an-id!")
     assert malformed.returncode == 2 and "is not a job id" in malformed.stderr
     unknown = _cli(settings, "watch", "00000000-0000-4000-8000-000000000000")
@@ -110,15 +113,14 @@ def test_bad_ids_and_values_are_explained(make_app, services):
         _no_traceback(out)
 
 
-def test_database_and_redis_outages_are_one_line_reports(make_app, services, tmp_path):
-    make_app()
-    settings = dataclasses.replace(services.settings, database_url="postgresql://ann:s3cret@127.0.0.1:1/parallax")
+def test_database_and_redis_outages_are_one_line_reports(make_app, tmp_path):
+    settings = _settings(make_app, database_url="postgresql://ann:s3cret@127.0.0.1:1/parallax")
     down = _cli(settings, "list")
     assert down.returncode == 3 and "cannot reach the database at postgresql://127.0.0.1:1/parallax" in down.stderr
     assert "s3cret" not in down.stderr
     _no_traceback(down)
 
-    no_redis = dataclasses.replace(services.settings, redis_url="redis://127.0.0.1:1/0", enable_depth=True)
+    no_redis = _settings(make_app, redis_url="redis://127.0.0.1:1/0", enable_depth=True)
     stored = _cli(no_redis, "upload", str(make_photo(tmp_path / "p.jpg")))
     assert stored.returncode == 0, stored.stderr
     assert "depth: pending" in stored.stdout
@@ -127,8 +129,7 @@ def test_database_and_redis_outages_are_one_line_reports(make_app, services, tmp
 
 
 def test_watch_explains_waiting_and_a_deleted_job(make_app, services, tmp_path):
-    make_app()
-    settings = dataclasses.replace(services.settings, enable_depth=True)
+    settings = _settings(make_app, enable_depth=True, enable_background_removal=False)
     out = _cli(settings, "upload", str(make_photo(tmp_path / "p.jpg")))
     assert "no worker is listening" in out.stderr  # queued, but nothing will run it
     job = services.db.fetchone("SELECT id, media_id FROM processing_jobs WHERE task = 'depth'")

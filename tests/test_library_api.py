@@ -179,8 +179,7 @@ def test_queued_jobs_say_how_many_are_ahead(make_app, tmp_path):
 def test_upload_while_redis_is_down_keeps_the_work_pending(make_app, services, tmp_path):
     from backend.app import create_app
 
-    make_app()  # empty database
-    settings = dataclasses.replace(services.settings, enable_depth=True)
+    settings = make_app(enable_depth=True).extensions["parallax"].settings  # and an empty database
     unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
     app = create_app(settings, dataclasses.replace(services, settings=settings, redis=unreachable))
     client = app.test_client()
