@@ -80,6 +80,7 @@ _IMAGE_MIME = {
     "AVIF": "image/avif",
     "MPO": "image/jpeg",
     "JXL": "image/jxl",
+    "JPEG2000": "image/jp2",
 }
 # ffprobe codec names of still images, for the formats Pillow cannot open here.
 _STILL_CODEC_MIME = {"jpegxl": "image/jxl", "jpeg2000": "image/jp2", "exr": "image/x-exr", "dpx": "image/x-dpx"}
