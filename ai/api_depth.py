@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 from werkzeug.utils import secure_filename
 
-from ai.config import AISettings, parse_bool
+from ai.config import huggingface_cache, parse_bool
 
 bp = Blueprint("api_depth", __name__)
 
@@ -85,7 +85,7 @@ def _upload(fields: tuple[str, ...], tmp: Path) -> Path:
     abort(400, description=f"missing file: send it as multipart/form-data field {' or '.join(repr(f) for f in fields)}")
 
 
-def _settings() -> AISettings:
+def _settings():
     return current_app.config["AI_SETTINGS"]
 
 
@@ -99,6 +99,7 @@ def _model():
         precision=settings.precision,
         input_size=settings.depth_input_size,
         batch_size=settings.depth_batch_size,
+        cache_dir=str(huggingface_cache(settings.model_cache_dir)),
     )
 
 

@@ -1,55 +1,53 @@
-"""``python -m ai``: serve the AI HTTP API, or fetch models ahead of time."""
+"""``python -m ai download-models``: fetch models ahead of time, into the folders given as arguments.
+
+Reads no settings: ``python -m backend download-models`` passes the configured ones (MODEL_CACHE_DIR,
+DEPTH_MODEL, SEGMENTATION_MODEL).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from ai.config import AISettingsError, apply_model_cache_env, get_ai_settings
+from ai.config import DEFAULT_DEPTH_MODEL, DEFAULT_SEGMENTATION_MODEL, huggingface_cache, rembg_home
 from ai.errors import ModelUnavailableError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="parallax-ai", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the AI HTTP service")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    dl = sub.add_parser("download-models", help="download the configured models into MODEL_CACHE_DIR")
-    dl.add_argument("--depth-model", action="append", help="model id or folder (repeatable); default DEPTH_MODEL")
+    dl = sub.add_parser("download-models", help="download models into a cache folder")
+    dl.add_argument("--cache-dir", type=Path, required=True, help="the model cache folder (MODEL_CACHE_DIR)")
     dl.add_argument(
-        "--segmentation-model", action="append", help="rembg model name (repeatable); default SEGMENTATION_MODEL"
+        "--depth-model", action="append", help=f"model id or folder (repeatable); default {DEFAULT_DEPTH_MODEL}"
+    )
+    dl.add_argument(
+        "--segmentation-model",
+        action="append",
+        help=f"rembg model name (repeatable); default {DEFAULT_SEGMENTATION_MODEL}",
     )
     args = parser.parse_args(argv)
+
+    from ai.depth import download_depth_model
+    from ai.segmentation import download_segmentation_model
+
+    cache: Path = args.cache_dir.expanduser()
+    failed = 0
+    for name in args.depth_model or [DEFAULT_DEPTH_MODEL]:
+        failed |= _fetch("depth", name, lambda n: download_depth_model(n, cache_dir=str(huggingface_cache(cache))))
+    for name in args.segmentation_model or [DEFAULT_SEGMENTATION_MODEL]:
+        failed |= _fetch("segmentation", name, lambda n: download_segmentation_model(n, rembg_home(cache)))
+    return failed
+
+
+def _fetch(kind: str, name: str, fetch) -> int:
     try:
-        settings = get_ai_settings()
-    except AISettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    apply_model_cache_env(settings)
-
-    if args.command == "serve":
-        from ai.server import create_app
-
-        create_app(settings).run(host=args.host or settings.host, port=args.port or settings.port, threaded=True)
+        print(f"{kind} model {name}: {fetch(name)}")
         return 0
-    if args.command == "download-models":
-        from ai.depth import download_depth_model
-        from ai.segmentation import download_segmentation_model
-
-        failed = 0
-        for kind, fetch, names in (
-            ("depth", download_depth_model, args.depth_model or [settings.depth_model]),
-            ("segmentation", download_segmentation_model, args.segmentation_model or [settings.segmentation_model]),
-        ):
-            for name in names:
-                try:
-                    print(f"{kind} model {name}: {fetch(name)}")
-                except ModelUnavailableError as exc:
-                    print(f"{kind} model {name}: could not be downloaded: {exc}", file=sys.stderr)
-                    failed = 1
-        return failed
-    return 1
+    except ModelUnavailableError as exc:
+        print(f"{kind} model {name}: could not be downloaded: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

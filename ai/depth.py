@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ai.config import DEFAULT_DEPTH_MODEL, hub_offline
+from ai.config import DEFAULT_DEPTH_MODEL
 from ai.depth_metadata import depth_metadata, depth_pnginfo
 from ai.errors import InvalidMediaError, ModelUnavailableError, TransientError
 from ai.frames import effective_fps as nominal_effective_fps
 from ai.frames import estimate_frame_total, extract_frames, probe_source_video
-from ai.models import InferenceModel, model_cache
+from ai.models import InferenceModel, hub_offline, model_cache
 from ai.probe import oriented_image, probe_media
 from ai.progress import ProgressCallback, no_progress
 from ai.scenecut import SceneCutDetector
@@ -140,7 +140,7 @@ def _unavailable_message(name: str, exc: BaseException) -> str:
     return (
         f"the depth model {name!r} is not available on this machine and could not be downloaded "
         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}). "
-        f"Run `python -m ai download-models` on a machine with internet access (it fills "
+        f"Run `python -m backend download-models` on a machine with internet access (it fills "
         f"MODEL_CACHE_DIR, which you can then copy here), or set DEPTH_MODEL to a local folder "
         f"holding the model"
     )

@@ -6,10 +6,23 @@ Follows Immich's machine-learning service: a small base class per model kind wit
 
 from __future__ import annotations
 
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from typing import Any
+
+
+def hub_offline() -> bool:
+    """Whether model downloads are off. HF_HUB_OFFLINE is huggingface_hub's own switch (read here as the
+    library reads it, at call time, not a Parallax setting); rembg models obey it too, so an offline
+    deployment sets it once for both model kinds."""
+    from ai.config import parse_bool
+
+    try:
+        return parse_bool(os.environ.get("HF_HUB_OFFLINE", "") or "0")
+    except ValueError:
+        return False
 
 
 class InferenceModel(ABC):

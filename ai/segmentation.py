@@ -6,12 +6,14 @@ normalisation); we only choose the model, the execution provider, and where the 
 
 Where rembg looks for model files (rembg 2.0.6x+): ``$U2NET_HOME/models/<name>/<name>.onnx`` (where it
 downloads to) and then ``$U2NET_HOME/<name>.onnx`` (the older flat layout, handy for copying files in
-by hand). :func:`ai.config.apply_model_cache_env` points ``U2NET_HOME`` at ``MODEL_CACHE_DIR/rembg``.
+by hand). rembg takes its folder only from ``U2NET_HOME``: a caller that passes ``model_dir`` (the backend
+passes ``MODEL_CACHE_DIR/rembg``) has it set to that folder.
 A file that is already there is used as is; rembg checks the md5 only when it downloads.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -19,9 +21,9 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
-from ai.config import DEFAULT_SEGMENTATION_MODEL, hub_offline
+from ai.config import DEFAULT_SEGMENTATION_MODEL
 from ai.errors import ModelUnavailableError
-from ai.models import InferenceModel, model_cache
+from ai.models import InferenceModel, hub_offline, model_cache
 
 ImageInput = Union[np.ndarray, Image.Image]
 
@@ -185,14 +187,22 @@ def _downloads_disabled() -> bool:
 
 def _how_to_install(name: str) -> str:
     return (
-        f"Run `python -m ai download-models --segmentation-model {name}` on a machine with internet "
+        f"Run `python -m backend download-models --segmentation-model {name}` on a machine with internet "
         f"access and copy MODEL_CACHE_DIR over, or copy {name}.onnx into {model_home()} "
         f"(U2NET_HOME)."
     )
 
 
-def download_segmentation_model(name: str) -> str:
+def use_model_dir(model_dir: str | Path | None) -> None:
+    """Point rembg at ``model_dir`` (it reads the folder from U2NET_HOME on every lookup and has no
+    argument for it); None leaves rembg's own choice."""
+    if model_dir is not None:
+        os.environ["U2NET_HOME"] = str(Path(model_dir).expanduser())
+
+
+def download_segmentation_model(name: str, model_dir: str | Path | None = None) -> str:
     """Make sure ``name`` is on disk (rembg's own download, md5-checked); return the local path."""
+    use_model_dir(model_dir)
     cls = _session_class(name)
     existing = local_model_path(name)
     if existing is not None:
@@ -240,10 +250,11 @@ class SegmentationModel(InferenceModel):
 
     kind = "segmentation"
 
-    def __init__(self, model_name: str, device: str = "auto", **options: Any) -> None:
+    def __init__(self, model_name: str, device: str = "auto", model_dir: str | None = None, **options: Any) -> None:
         segmentation_model_info(model_name)  # fail fast on a typo, before anything is cached
-        super().__init__(model_name, device=device, **options)
+        super().__init__(model_name, device=device, model_dir=model_dir, **options)
         self.device = device
+        self.model_dir = model_dir
         self.session = None
         self.providers: list[str] = []
 
@@ -251,7 +262,7 @@ class SegmentationModel(InferenceModel):
         from rembg import new_session
 
         # Resolve the file ourselves first: rembg would otherwise try a download with no clear message.
-        download_segmentation_model(self.model_name)
+        download_segmentation_model(self.model_name, self.model_dir)
         self.providers = onnx_providers(self.device)
         try:
             self.session = new_session(self.model_name, providers=self.providers)
@@ -277,11 +288,12 @@ class SegmentationModel(InferenceModel):
         return {**super().describe(), "providers": self.providers}
 
 
-def get_segmentation_model(name: str | None = None, device: str = "auto") -> SegmentationModel:
-    """The process-wide instance for ``name`` (default: the configured SEGMENTATION_MODEL)."""
-    if name is None:
-        from ai.config import get_ai_settings
-
-        name = get_ai_settings().segmentation_model
+def get_segmentation_model(
+    name: str = DEFAULT_SEGMENTATION_MODEL, device: str = "auto", model_dir: str | Path | None = None
+) -> SegmentationModel:
+    """The process-wide instance for ``name``, on ``device``, with its file in ``model_dir``."""
     segmentation_model_info(name)
-    return model_cache.get(SegmentationModel, name, device=device)  # type: ignore[return-value]
+    options: dict[str, Any] = {"device": device}
+    if model_dir is not None:
+        options["model_dir"] = str(model_dir)
+    return model_cache.get(SegmentationModel, name, **options)  # type: ignore[return-value]

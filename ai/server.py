@@ -1,19 +1,43 @@
-"""The AI service's thin Flask app: synchronous depth and background removal over HTTP."""
+"""The AI service's thin Flask app: synchronous depth and background removal over HTTP.
+
+Being replaced by endpoints of the backend that run through the worker's queue (issue 10): nothing
+starts this service any more. It takes its settings as an argument and reads no environment.
+"""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from flask import Flask, jsonify
 
-from ai.config import AISettings, apply_model_cache_env, get_ai_settings
+from ai.config import (
+    DEFAULT_DEPTH_BATCH_SIZE,
+    DEFAULT_DEPTH_INPUT_SIZE,
+    DEFAULT_DEPTH_MODEL,
+    DEFAULT_SEGMENTATION_MODEL,
+)
 from ai.errors import InvalidMediaError, ModelUnavailableError
 from ai.models import model_cache
 
 
+@dataclass(frozen=True)
+class AISettings:
+    depth_model: str = DEFAULT_DEPTH_MODEL
+    segmentation_model: str = DEFAULT_SEGMENTATION_MODEL
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16
+    depth_input_size: int = DEFAULT_DEPTH_INPUT_SIZE
+    depth_batch_size: int = DEFAULT_DEPTH_BATCH_SIZE
+    model_cache_dir: Path = field(default_factory=lambda: Path(".data/models"))
+    host: str = "127.0.0.1"
+    port: int = 8001
+    max_upload_bytes: int = 2048 * 1024 * 1024
+
+
 def create_app(settings: AISettings | None = None) -> Flask:
-    settings = settings or get_ai_settings()
-    apply_model_cache_env(settings)
+    settings = settings or AISettings()
     app = Flask("parallax-ai")
     app.config["AI_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes

@@ -3,4 +3,4 @@ One process, so each model is loaded once and shared by the threads."""
 
 from ai.server import create_app
 
-app = create_app()
+app = create_app()  # defaults only: the service is being replaced (see ai/server.py)

@@ -6,7 +6,6 @@ from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 
-from backend.immich.importer import server_label
 from backend.settings import Settings
 
 
@@ -21,7 +20,7 @@ def item_thumbnail_url(item: dict) -> str:
 
 def item_json(item: dict, settings: Settings) -> dict[str, Any]:
     immich_url = None
-    base = server_label(settings.immich_public_url or settings.immich_url)  # never with user:password@
+    base = settings.immich_web_url  # never with the credentials IMMICH_URL may carry
     # No link to an asset deleted in Immich (a trashed or archived one still opens there).
     if item.get("immich_asset_id") and base and item.get("immich_removed") != "deleted":
         immich_url = f"{base}/photos/{item['immich_asset_id']}"

@@ -1,202 +1,283 @@
-"""The backend's settings: one typed object, read once from the environment (``.env`` via python-dotenv).
+"""Parallax's settings: one typed object (pydantic-settings), read once from the environment and ``.env``.
 
-Every variable is documented with its default in ``.env.example``. A bad value stops start-up with a
-message naming the variable and what it accepts.
+The web server, the worker and the command line all read this object; ``ai/`` reads no environment and
+gets what it needs (model, device, precision, cache folder) as arguments from ``backend/tasks``.
+Every variable is documented with its default in ``.env.example``; a bad value stops start-up with a
+message naming the variable and what it accepts. Secrets are ``SecretStr``: never in ``repr``, logs or
+``GET /api/config``.
 """
 
 from __future__ import annotations
 
-import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from dotenv import load_dotenv
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ai.config import DEFAULT_DEPTH_MODEL, DEFAULT_SEGMENTATION_MODEL, parse_bool
-
-T = TypeVar("T")
+from ai.config import (
+    AI_DEVICE_CHOICES,
+    AI_PRECISION_CHOICES,
+    DEFAULT_DEPTH_BATCH_SIZE,
+    DEFAULT_DEPTH_INPUT_SIZE,
+    DEFAULT_DEPTH_MODEL,
+    DEFAULT_SEGMENTATION_MODEL,
+    DEPTH_PATCH_SIZE,
+    parse_bool,
+)
 
 FRAME_METHODS = ("interval", "keyframes")
 DEPTH_POLARITIES = ("near_dark", "near_bright")
 # What happens to an item whose Immich asset was deleted, trashed or archived (see docs/immich.md).
 IMMICH_REMOVED_ACTIONS = ("hide", "delete")
+# Hugging Face model ids: "name" or "owner/name" of letters, digits, "-", "_", ".".
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+MB = 1024 * 1024
 
 
 class SettingsError(ValueError):
     """A variable has a value we cannot use; the message names it and what it accepts."""
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]):
-        self.env = env
+def url_without_credentials(url: str | None) -> str | None:
+    """``url`` as it may be shown (API responses, links, logs): without ``user:password@``."""
+    if not url:
+        return url
+    parts = urlsplit(url.strip())
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
 
-    def raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None:
-            return None
-        value = value.strip()
-        return value or None
 
-    def str(self, name: str, default: str | None) -> str | None:
-        value = self.raw(name)
-        return default if value is None else value
-
-    def _parse(self, name: str, default: T, parse: Callable[[str], T], accepts: str) -> T:
-        value = self.raw(name)
-        if value is None:
-            return default
+# -- validators: each raises ValueError(<what the variable accepts>) --------------------------------
+def _check(accepts: str, parse: Callable[[str], Any]) -> BeforeValidator:
+    def validate(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # already typed (a default, or a value set in code)
         try:
-            return parse(value)
+            return parse(value.strip())
         except (ValueError, TypeError):
-            raise SettingsError(f"{name}={value!r} is not valid: expected {accepts}") from None
+            raise ValueError(accepts) from None
 
-    def bool(self, name: str, default: bool) -> bool:
-        return self._parse(name, default, parse_bool, "true or false (also 1/0, yes/no, on/off)")
-
-    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
-        accepts = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-
-        def parse(v: str) -> int:
-            n = int(v)
-            if n < minimum or (maximum is not None and n > maximum):
-                raise ValueError(v)
-            return n
-
-        return self._parse(name, default, parse, accepts)
-
-    def float(self, name: str, default: float, minimum: float = 0.0, exclusive: bool = True) -> float:
-        accepts = f"a number {'>' if exclusive else '>='} {minimum:g}"
-
-        def parse(v: str) -> float:
-            n = float(v)
-            if n != n or n < minimum or (exclusive and n == minimum):
-                raise ValueError(v)
-            return n
-
-        return self._parse(name, default, parse, accepts)
-
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        def parse(v: str) -> str:
-            if v.lower() not in choices:
-                raise ValueError(v)
-            return v.lower()
-
-        return self._parse(name, default, parse, "one of " + ", ".join(choices))
-
-    def url(self, name: str, default: str | None, schemes: tuple[str, ...]) -> str | None:
-        def parse(v: str) -> str:
-            if "://" not in v or v.split("://", 1)[0].lower() not in schemes:
-                raise ValueError(v)
-            return v
-
-        return self._parse(name, default, parse, "a URL starting with " + " or ".join(s + "://" for s in schemes))
-
-    def csv(self, name: str) -> tuple[str, ...]:
-        value = self.raw(name)
-        return tuple(p.strip() for p in value.split(",") if p.strip()) if value else ()
+    return BeforeValidator(validate)
 
 
-@dataclass(frozen=True)
-class Settings:
+def _int(minimum: int, maximum: int | None = None, multiple: int = 1, scale: int = 1) -> BeforeValidator:
+    accepts = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+    if multiple > 1:
+        accepts += f", a multiple of {multiple}"
+
+    def parse(text: str) -> int:
+        n = int(text)
+        if n < minimum or (maximum is not None and n > maximum) or n % multiple:
+            raise ValueError(text)
+        return n * scale
+
+    return _check(accepts, parse)
+
+
+def _positive_float(text: str) -> float:
+    n = float(text)
+    if n != n or n <= 0 or n == float("inf"):
+        raise ValueError(text)
+    return n
+
+
+def _choice(choices: tuple[str, ...]) -> BeforeValidator:
+    def parse(text: str) -> str:
+        if text.lower() not in choices:
+            raise ValueError(text)
+        return text.lower()
+
+    return _check("one of " + ", ".join(choices), parse)
+
+
+def _url(*schemes: str) -> BeforeValidator:
+    def parse(text: str) -> str:
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in schemes or not (parts.netloc or parts.scheme == "unix"):
+            raise ValueError(text)
+        return text
+
+    return _check("a URL starting with " + " or ".join(s + "://" for s in schemes), parse)
+
+
+def _device(text: str) -> str:
+    word = text.lower()
+    if word in AI_DEVICE_CHOICES or re.fullmatch(r"cuda:\d+", word):
+        return word
+    raise ValueError(text)
+
+
+def _depth_model(text: str) -> str:
+    if Path(text).expanduser().is_dir() or _HUB_ID.match(text):
+        return text
+    raise ValueError(text)
+
+
+def _bit_depth(text: str) -> int:
+    if text not in ("8", "16"):
+        raise ValueError(text)
+    return int(text)
+
+
+def _segmentation_check(value: Any) -> Any:
+    # The curated list of rembg session names; imported here so reading settings loads no model code.
+    from ai.segmentation import SEGMENTATION_MODELS
+
+    if isinstance(value, str) and value.strip() not in SEGMENTATION_MODELS:
+        raise ValueError("one of " + ", ".join(SEGMENTATION_MODELS))
+    return value.strip() if isinstance(value, str) else value
+
+
+def _cutout_background(text: str) -> str:
+    from ai.cutout import parse_background
+
+    name, _rgb = parse_background(text)
+    return name
+
+
+def _csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    return value
+
+
+Bool = Annotated[bool, _check("true or false (also 1/0, yes/no, on/off)", parse_bool)]
+PositiveFloat = Annotated[float, _check("a number > 0", _positive_float)]
+Port = Annotated[int, _int(1, 65535)]
+
+
+def _env(name: str, **kwargs: Any) -> Any:
+    """A field read from the environment variable ``name``."""
+    return Field(validation_alias=name, **kwargs)
+
+
+class Settings(BaseSettings):
+    """Every setting, named as in code; the environment variable is each field's alias."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,  # "API_KEY=" in .env means unset, as in .env.example
+        extra="ignore",
+        frozen=True,
+        case_sensitive=True,
+        validate_default=False,  # defaults are typed already; MEDIA_ROOT/MODEL_CACHE_DIR are derived below
+    )
+
     # Services
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/parallax"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    queue_name: str = "parallax"
-    start_local_services: bool = True  # start PostgreSQL/Redis under DATA_DIR when unreachable
-    data_dir: Path = Path(".data")
-    media_root: Path = Path(".data/media")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    api_key: str | None = field(default=None, repr=False)
-    max_upload_bytes: int = 2048 * 1024 * 1024
-    max_image_pixels: int = 150_000_000
-    # Features (costly work is opt-in)
-    enable_depth: bool = False
-    enable_background_removal: bool = False
-    enable_experimental_video: bool = False
+    database_url: Annotated[str, _url("postgresql", "postgres")] = _env(
+        "DATABASE_URL", default="postgresql://postgres@127.0.0.1:5432/parallax"
+    )
+    redis_url: Annotated[str, _url("redis", "rediss", "unix")] = _env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+    queue_name: str = _env("QUEUE_NAME", default="parallax", min_length=1)
+    start_local_services: Bool = _env("START_LOCAL_SERVICES", default=True)
+    data_dir: Path = _env("DATA_DIR", default=Path(".data"))
+    media_root: Path = _env("MEDIA_ROOT", default=None)  # default DATA_DIR/media
+    host: str = _env("HOST", default="127.0.0.1")
+    port: Port = _env("PORT", default=8000)
+    api_key: SecretStr | None = _env("API_KEY", default=None)
+    max_upload_bytes: Annotated[int, _int(1, scale=MB)] = _env("MAX_UPLOAD_MB", default=2048 * MB)
+    max_image_pixels: Annotated[int, _int(1, scale=1_000_000)] = _env("MAX_IMAGE_MEGAPIXELS", default=150_000_000)
+    # Features: photo depth and cut-outs on; video is experimental and slow on CPU
+    enable_depth: Bool = _env("ENABLE_DEPTH", default=True)
+    enable_background_removal: Bool = _env("ENABLE_BACKGROUND_REMOVAL", default=True)
+    enable_experimental_video: Bool = _env("ENABLE_EXPERIMENTAL_VIDEO", default=False)
     # Video
-    video_frame_extraction_fps: float = 1.0
-    video_max_frames: int = 30
-    video_frame_method: str = "interval"
-    video_frame_height: int = 480
+    video_frame_extraction_fps: PositiveFloat = _env("VIDEO_FRAME_EXTRACTION_FPS", default=1.0)
+    video_max_frames: Annotated[int, _int(1, 100_000)] = _env("VIDEO_MAX_FRAMES", default=30)
+    video_frame_method: Annotated[str, _choice(FRAME_METHODS)] = _env("VIDEO_FRAME_METHOD", default="interval")
+    video_frame_height: Annotated[int, _int(16, 8192)] = _env("VIDEO_FRAME_HEIGHT", default=480)
+    cutout_video_background: Annotated[
+        str, _check("transparent, green, blue, white, black or a #rrggbb colour", _cutout_background)
+    ] = _env("CUTOUT_VIDEO_BACKGROUND", default="transparent")
     # Models
-    depth_model: str = DEFAULT_DEPTH_MODEL
-    depth_polarity: str = "near_dark"
-    depth_bit_depth: int = 8
-    segmentation_model: str = DEFAULT_SEGMENTATION_MODEL
-    cutout_video_background: str = "transparent"
-    model_cache_dir: Path = Path(".data/models")
+    depth_model: Annotated[
+        str, _check("a Hugging Face model id (owner/name) or an existing folder holding a model", _depth_model)
+    ] = _env("DEPTH_MODEL", default=DEFAULT_DEPTH_MODEL)
+    depth_polarity: Annotated[str, _choice(DEPTH_POLARITIES)] = _env("DEPTH_POLARITY", default="near_dark")
+    depth_bit_depth: Annotated[int, _check("8 or 16", _bit_depth)] = _env("DEPTH_BIT_DEPTH", default=8)
+    depth_input_size: Annotated[int, _int(DEPTH_PATCH_SIZE, 4096, multiple=DEPTH_PATCH_SIZE)] = _env(
+        "DEPTH_INPUT_SIZE", default=DEFAULT_DEPTH_INPUT_SIZE
+    )
+    depth_batch_size: Annotated[int, _int(1, 256)] = _env("DEPTH_BATCH_SIZE", default=DEFAULT_DEPTH_BATCH_SIZE)
+    segmentation_model: Annotated[str, BeforeValidator(_segmentation_check)] = _env(
+        "SEGMENTATION_MODEL", default=DEFAULT_SEGMENTATION_MODEL
+    )
+    ai_device: Annotated[str, _check("auto, cpu, cuda or cuda:N", _device)] = _env("AI_DEVICE", default="auto")
+    ai_precision: Annotated[str, _choice(AI_PRECISION_CHOICES)] = _env("AI_PRECISION", default="auto")
+    model_cache_dir: Path = _env("MODEL_CACHE_DIR", default=None)  # default DATA_DIR/models
     # Jobs
-    job_max_attempts: int = 3
-    job_timeout_base_s: int = 600
-    job_timeout_per_frame_s: float = 10.0
-    job_stale_after_s: int = 120
-    # AI service
-    ai_host: str = "127.0.0.1"
-    ai_port: int = 8001
+    job_max_attempts: Annotated[int, _int(1, 20)] = _env("JOB_MAX_ATTEMPTS", default=3)
+    job_timeout_base_s: Annotated[int, _int(1)] = _env("JOB_TIMEOUT_BASE_SECONDS", default=600)
+    job_timeout_per_frame_s: PositiveFloat = _env("JOB_TIMEOUT_PER_FRAME_SECONDS", default=10.0)
+    job_stale_after_s: Annotated[int, _int(5)] = _env("JOB_STALE_AFTER_SECONDS", default=120)
     # Immich
-    immich_url: str | None = None
-    immich_api_key: str | None = field(default=None, repr=False)
-    immich_sync_interval_minutes: int = 0
-    immich_import_concurrency: int = 3
-    immich_album_ids: tuple[str, ...] = ()
-    immich_public_url: str | None = None
-    immich_removed_assets: str = "hide"
+    immich_url: Annotated[str | None, _url("http", "https")] = _env("IMMICH_URL", default=None)
+    immich_api_key: SecretStr | None = _env("IMMICH_API_KEY", default=None)
+    immich_sync_interval_minutes: Annotated[int, _int(0)] = _env("IMMICH_SYNC_INTERVAL_MINUTES", default=0)
+    immich_import_concurrency: Annotated[int, _int(1, 32)] = _env("IMMICH_IMPORT_CONCURRENCY", default=3)
+    immich_album_ids: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_csv)] = _env("IMMICH_ALBUM_IDS", default=())
+    immich_public_url: Annotated[str | None, _url("http", "https")] = _env("IMMICH_PUBLIC_URL", default=None)
+    immich_removed_assets: Annotated[str, _choice(IMMICH_REMOVED_ACTIONS)] = _env(
+        "IMMICH_REMOVED_ASSETS", default="hide"
+    )
 
+    @model_validator(mode="after")
+    def _derived_defaults(self) -> Settings:
+        # Folders under DATA_DIR unless set on their own; "~" works in every path.
+        data_dir = self.data_dir.expanduser()
+        self.__dict__["data_dir"] = data_dir
+        self.__dict__["media_root"] = (self.media_root or data_dir / "media").expanduser()
+        self.__dict__["model_cache_dir"] = (self.model_cache_dir or data_dir / "models").expanduser()
+        return self
+
+    # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
-        if env is None:
-            if dotenv:
-                load_dotenv(override=False)
-            env = os.environ
-        r = _Reader(env)
-        data_dir = Path(r.str("DATA_DIR", ".data")).expanduser()
-        d = cls()
-        return cls(
-            database_url=r.url("DATABASE_URL", d.database_url, ("postgresql", "postgres")),
-            redis_url=r.url("REDIS_URL", d.redis_url, ("redis", "rediss", "unix")),
-            queue_name=r.str("QUEUE_NAME", d.queue_name),
-            start_local_services=r.bool("START_LOCAL_SERVICES", d.start_local_services),
-            data_dir=data_dir,
-            media_root=Path(r.str("MEDIA_ROOT", str(data_dir / "media"))).expanduser(),
-            host=r.str("HOST", d.host),
-            port=r.int("PORT", d.port, 1, 65535),
-            api_key=r.str("API_KEY", None),
-            max_upload_bytes=r.int("MAX_UPLOAD_MB", 2048, 1) * 1024 * 1024,
-            max_image_pixels=r.int("MAX_IMAGE_MEGAPIXELS", 150, 1) * 1_000_000,
-            enable_depth=r.bool("ENABLE_DEPTH", d.enable_depth),
-            enable_background_removal=r.bool("ENABLE_BACKGROUND_REMOVAL", d.enable_background_removal),
-            enable_experimental_video=r.bool("ENABLE_EXPERIMENTAL_VIDEO", d.enable_experimental_video),
-            video_frame_extraction_fps=r.float("VIDEO_FRAME_EXTRACTION_FPS", d.video_frame_extraction_fps),
-            video_max_frames=r.int("VIDEO_MAX_FRAMES", d.video_max_frames, 1, 100_000),
-            video_frame_method=r.choice("VIDEO_FRAME_METHOD", d.video_frame_method, FRAME_METHODS),
-            video_frame_height=r.int("VIDEO_FRAME_HEIGHT", d.video_frame_height, 16, 8192),
-            depth_model=r.str("DEPTH_MODEL", d.depth_model),
-            depth_polarity=r.choice("DEPTH_POLARITY", d.depth_polarity, DEPTH_POLARITIES),
-            depth_bit_depth=int(r.choice("DEPTH_BIT_DEPTH", str(d.depth_bit_depth), ("8", "16"))),
-            segmentation_model=r.str("SEGMENTATION_MODEL", d.segmentation_model),
-            cutout_video_background=r.str("CUTOUT_VIDEO_BACKGROUND", d.cutout_video_background),
-            model_cache_dir=Path(r.str("MODEL_CACHE_DIR", str(data_dir / "models"))).expanduser(),
-            job_max_attempts=r.int("JOB_MAX_ATTEMPTS", d.job_max_attempts, 1, 20),
-            job_timeout_base_s=r.int("JOB_TIMEOUT_BASE_SECONDS", d.job_timeout_base_s, 1),
-            job_timeout_per_frame_s=r.float("JOB_TIMEOUT_PER_FRAME_SECONDS", d.job_timeout_per_frame_s),
-            job_stale_after_s=r.int("JOB_STALE_AFTER_SECONDS", d.job_stale_after_s, 5),
-            ai_host=r.str("AI_HOST", d.ai_host),
-            ai_port=r.int("AI_PORT", d.ai_port, 1, 65535),
-            immich_url=r.url("IMMICH_URL", None, ("http", "https")),
-            immich_api_key=r.str("IMMICH_API_KEY", None),
-            immich_sync_interval_minutes=r.int("IMMICH_SYNC_INTERVAL_MINUTES", 0, 0),
-            immich_import_concurrency=r.int("IMMICH_IMPORT_CONCURRENCY", 3, 1, 32),
-            immich_album_ids=r.csv("IMMICH_ALBUM_IDS"),
-            immich_public_url=r.url("IMMICH_PUBLIC_URL", None, ("http", "https")),
-            immich_removed_assets=r.choice("IMMICH_REMOVED_ASSETS", d.immich_removed_assets, IMMICH_REMOVED_ACTIONS),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings: from ``env`` (a mapping of variable names, as tests pass) or, without it,
+        from the process environment and ``.env``. Raises SettingsError naming the first bad variable."""
+        try:
+            if env is None:
+                return cls()
+            given = {k: v for k, v in env.items() if k in _ENV_NAMES and v is not None and v.strip()}
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (by field name, typed values; secrets and paths may be plain
+        strings). Used by tests and by code that derives settings for one purpose."""
+        unknown = set(changes) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        for name, value in changes.items():
+            if name in _SECRET_FIELDS and isinstance(value, str):
+                changes[name] = SecretStr(value)
+            elif name in _PATH_FIELDS and isinstance(value, str):
+                changes[name] = Path(value)
+        return self.model_copy(update=changes)
+
+    # -- views ---------------------------------------------------------------------------------
+    def secret(self, name: str) -> str | None:
+        """The plain value of a secret field (``api_key``, ``immich_api_key``), or None when unset."""
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
+
+    @property
+    def immich_web_url(self) -> str | None:
+        """Where browsers open Immich ("open in Immich" links): the public URL or the API URL, without
+        credentials or a trailing ``/api``."""
+        base = url_without_credentials(self.immich_public_url or self.immich_url)
+        return base.rstrip("/").removesuffix("/api") if base else None
 
     def public(self) -> dict:
         """Effective configuration for ``GET /api/config``: flags and limits, never secrets or URLs with passwords."""
+        from backend.tasks.registry import JobStatus
+
         return {
             "features": {
                 "depth": self.enable_depth,
@@ -223,59 +304,47 @@ class Settings:
             },
             "immich": {
                 "configured": bool(self.immich_url and self.immich_api_key),
-                "url": self.immich_url,
+                "url": self.immich_web_url,
                 "sync_interval_minutes": self.immich_sync_interval_minutes,
             },
+            "job_statuses": [s.value for s in JobStatus],
             "api_key_required": bool(self.api_key),
         }
 
     def as_env(self) -> dict[str, str]:
-        """The settings as environment variables, for child processes (worker, AI service)."""
-        d = asdict(self)
-        out = {
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis_url,
-            "QUEUE_NAME": self.queue_name,
-            "DATA_DIR": str(self.data_dir),
-            "MEDIA_ROOT": str(self.media_root),
-            "START_LOCAL_SERVICES": str(self.start_local_services).lower(),
-            "MAX_UPLOAD_MB": str(self.max_upload_bytes // (1024 * 1024)),
-            "MAX_IMAGE_MEGAPIXELS": str(self.max_image_pixels // 1_000_000),
-            "ENABLE_DEPTH": str(self.enable_depth).lower(),
-            "ENABLE_BACKGROUND_REMOVAL": str(self.enable_background_removal).lower(),
-            "ENABLE_EXPERIMENTAL_VIDEO": str(self.enable_experimental_video).lower(),
-            "VIDEO_FRAME_EXTRACTION_FPS": str(self.video_frame_extraction_fps),
-            "VIDEO_MAX_FRAMES": str(self.video_max_frames),
-            "VIDEO_FRAME_METHOD": self.video_frame_method,
-            "VIDEO_FRAME_HEIGHT": str(self.video_frame_height),
-            "DEPTH_MODEL": self.depth_model,
-            "DEPTH_POLARITY": self.depth_polarity,
-            "DEPTH_BIT_DEPTH": str(self.depth_bit_depth),
-            "SEGMENTATION_MODEL": self.segmentation_model,
-            "CUTOUT_VIDEO_BACKGROUND": self.cutout_video_background,
-            "MODEL_CACHE_DIR": str(self.model_cache_dir),
-            "JOB_MAX_ATTEMPTS": str(self.job_max_attempts),
-            "JOB_TIMEOUT_BASE_SECONDS": str(self.job_timeout_base_s),
-            "JOB_TIMEOUT_PER_FRAME_SECONDS": str(self.job_timeout_per_frame_s),
-            "JOB_STALE_AFTER_SECONDS": str(self.job_stale_after_s),
-            "AI_HOST": self.ai_host,
-            "AI_PORT": str(self.ai_port),
-            "HOST": self.host,
-            "PORT": str(self.port),
-            "IMMICH_SYNC_INTERVAL_MINUTES": str(self.immich_sync_interval_minutes),
-            "IMMICH_IMPORT_CONCURRENCY": str(self.immich_import_concurrency),
-            "IMMICH_ALBUM_IDS": ",".join(self.immich_album_ids),
-            "IMMICH_REMOVED_ASSETS": self.immich_removed_assets,
-        }
-        for key, name in (
-            ("api_key", "API_KEY"),
-            ("immich_url", "IMMICH_URL"),
-            ("immich_api_key", "IMMICH_API_KEY"),
-            ("immich_public_url", "IMMICH_PUBLIC_URL"),
-        ):
-            if d[key]:
-                out[name] = d[key]
+        """The settings as environment variables, for child processes (web server, worker)."""
+        out: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            elif name in _SCALED:
+                value = value // _SCALED[name]
+            out[str(field.validation_alias)] = str(value)
         return out
+
+
+_ENV_NAMES = {str(f.validation_alias) for f in Settings.model_fields.values()}
+_SECRET_FIELDS = {n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
+_PATH_FIELDS = {"data_dir", "media_root", "model_cache_dir"}
+_SCALED = {"max_upload_bytes": MB, "max_image_pixels": 1_000_000}
+
+
+def _describe(exc: ValidationError) -> str:
+    """``NAME='value' is not valid: expected ...`` for each bad variable."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        cause = error.get("ctx", {}).get("error")
+        accepts = str(cause) if isinstance(cause, ValueError) else error["msg"]
+        lines.append(f"{name}={error.get('input')!r} is not valid: expected {accepts}")
+    return "; ".join(lines)
 
 
 @lru_cache(maxsize=1)

@@ -99,7 +99,7 @@ def markdown(
             "network; real model files could not be downloaded on the benchmark machine). These figures "
             "show the pipeline's own cost (decoding, rembg pre/post-processing, smoothing, encoding), an "
             "upper bound on speed, not the speed of the real models. Run "
-            "`python bench/bench_cutout.py --model NAME` after `python -m ai download-models "
+            "`python bench/bench_cutout.py --model NAME` after `python -m backend download-models "
             "--segmentation-model NAME` for real numbers.",
             "",
         ]
@@ -163,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.model or SUGGESTED_MODELS:
             build_stand_in_rembg_model(work / "u2net_home", name)
     else:
-        from ai.config import apply_model_cache_env
+        from ai.config import model_cache_env
+        from backend.settings import get_settings
 
-        apply_model_cache_env()
+        for name, value in model_cache_env(get_settings().model_cache_dir).items():
+            os.environ.setdefault(name, value)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a benchmark must not start a download
 
     from ai.segmentation import local_model_path
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [n for n in names if local_model_path(n) is None]
     if missing or not names:
         print(
-            f"models not downloaded: {', '.join(missing or SUGGESTED_MODELS)}. Run `python -m ai "
+            f"models not downloaded: {', '.join(missing or SUGGESTED_MODELS)}. Run `python -m backend "
             "download-models --segmentation-model NAME`, or pass --stand-in to measure the pipeline with "
             "stand-in models.",
             file=sys.stderr,

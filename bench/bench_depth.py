@@ -194,9 +194,12 @@ def main() -> int:
         child(args)
         return 0
 
-    from ai.config import apply_model_cache_env
+    from ai.config import model_cache_env
+    from backend.settings import get_settings
 
-    apply_model_cache_env()  # look for cached models where `python -m ai download-models` puts them
+    # Look for cached models where `python -m backend download-models` puts them.
+    for name, value in model_cache_env(get_settings().model_cache_dir).items():
+        os.environ.setdefault(name, value)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     model, note = resolve_model(args.model, args.work_dir)
     videos = []

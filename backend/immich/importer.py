@@ -52,7 +52,7 @@ from backend.immich.client import (
 )
 from backend.media_service import delete_item, ingest_file, replace_original
 from backend.services import Services
-from backend.settings import Settings
+from backend.settings import Settings, url_without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ def server_label(url: str | None) -> str | None:
     """The Immich URL as it may be shown and stored: without ``user:password@`` or ``/api``."""
     if not url:
         return None
-    parts = urlsplit(url.strip())
-    shown = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], query="", fragment="").geturl().rstrip("/")
+    parts = urlsplit(url_without_credentials(url.strip()) or "")
+    shown = parts._replace(query="", fragment="").geturl().rstrip("/")
     return shown[: -len("/api")] if shown.endswith("/api") else shown
 
 
@@ -188,7 +188,7 @@ def make_client(settings: Settings, **kwargs) -> ImmichClient:
         raise ImmichImportError(not_configured_message(settings))
     try:
         return ImmichClient(
-            settings.immich_url, settings.immich_api_key, public_url=settings.immich_public_url, **kwargs
+            settings.immich_url, settings.secret("immich_api_key"), public_url=settings.immich_public_url, **kwargs
         )
     except ImmichError as exc:  # a malformed URL
         raise ImmichImportError(str(exc)) from None

@@ -11,12 +11,16 @@ from backend.tasks.context import TaskContext
 VIDEO_MIME = {".webm": "video/webm", ".mp4": "video/mp4", ".mov": "video/quicktime"}
 
 
-def segmentation_model(settings: Settings, name: str):
-    from ai.config import apply_model_cache_env, get_ai_settings
+def segmentation_model(settings: Settings, name: str | None = None):
+    """The process-wide segmentation model ``name`` (default SEGMENTATION_MODEL) on the configured device."""
+    from ai.config import rembg_home
     from ai.segmentation import get_segmentation_model
 
-    apply_model_cache_env(get_ai_settings())
-    return get_segmentation_model(name)
+    return get_segmentation_model(
+        name or settings.segmentation_model,
+        device=settings.ai_device,
+        model_dir=rembg_home(settings.model_cache_dir),
+    )
 
 
 def _background(value: str) -> str:

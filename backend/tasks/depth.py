@@ -7,17 +7,17 @@ from backend.tasks.context import TaskContext
 
 
 def depth_model(settings: Settings, name: str | None = None):
-    from ai.config import apply_model_cache_env, get_ai_settings
+    """The process-wide depth model ``name`` (default DEPTH_MODEL) on the configured device and precision."""
+    from ai.config import huggingface_cache
     from ai.depth import get_depth_model
 
-    ai = get_ai_settings()
-    apply_model_cache_env(ai)
     return get_depth_model(
         name or settings.depth_model,
-        device=ai.device,
-        precision=ai.precision,
-        input_size=ai.depth_input_size,
-        batch_size=ai.depth_batch_size,
+        device=settings.ai_device,
+        precision=settings.ai_precision,
+        input_size=settings.depth_input_size,
+        batch_size=settings.depth_batch_size,
+        cache_dir=str(huggingface_cache(settings.model_cache_dir)),
     )
 
 

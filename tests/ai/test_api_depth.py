@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ai.config import AISettings
-from ai.server import create_app
+from ai.server import AISettings, create_app
 from tests.media_factory import make_photo, make_video
 from tests.tiny_models import TINY_DEPTH_INPUT_SIZE
 

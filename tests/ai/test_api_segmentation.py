@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ai.config import AISettings
-from ai.server import create_app
+from ai.server import AISettings, create_app
 from tests.media_factory import make_video
 from tests.stand_in_onnx import stand_in_home  # noqa: F401  (pytest fixture)
 
@@ -22,7 +21,7 @@ JOB_WAIT_SECONDS = 120  # a safety net against a hung worker, not a speed requir
 @pytest.fixture(scope="module")
 def app(stand_in_home, tmp_path_factory):
     settings = dataclasses.replace(
-        AISettings.from_env(), segmentation_model="u2netp", model_cache_dir=tmp_path_factory.mktemp("models")
+        AISettings(), segmentation_model="u2netp", model_cache_dir=tmp_path_factory.mktemp("models")
     )
     app = create_app(settings)
     app.config["TESTING"] = True

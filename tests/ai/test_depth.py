@@ -286,7 +286,7 @@ def test_uncached_hub_model_offline_explains_how_to_get_it(tmp_path, monkeypatch
     with pytest.raises(ModelUnavailableError) as info:
         model.load()
     message = str(info.value)
-    assert "python -m ai download-models" in message and "DEPTH_MODEL" in message
+    assert "python -m backend download-models" in message and "DEPTH_MODEL" in message
 
 
 def test_download_of_a_local_folder_returns_it(tiny_depth_model_dir):
