@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,11 +18,14 @@ from rq.job import Job as RQJob
 from backend.db import jsonb
 from backend.services import Services
 from backend.settings import Settings
+from backend.tasks.registry import TASKS, JobStatus, TaskSpec, queue_name, tasks_for_kind
+
+__all__ = ["ACTIVE", "FINISHED", "TASKS", "JobError", "JobStatus", "TaskSpec", "tasks_for_kind"]
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("pending", "queued", "processing")
-FINISHED = ("completed", "failed", "cancelled", "skipped")
+ACTIVE: tuple[str, ...] = tuple(JobStatus.active())
+FINISHED: tuple[str, ...] = tuple(JobStatus.finished())
 RUN_JOB = "backend.tasks.runner.run_job"
 IMMICH_IMPORT_TIMEOUT_S = 24 * 3600
 
@@ -37,37 +39,8 @@ class JobError(Exception):
         self.code = code
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    media_kind: str | None  # photo | video | None (not tied to an item)
-    flags: tuple[str, ...]  # every one must be on
-    title: str
-
-
-TASKS: dict[str, TaskSpec] = {
-    "depth": TaskSpec("depth", "photo", ("ENABLE_DEPTH",), "Depth map"),
-    "cutout": TaskSpec("cutout", "photo", ("ENABLE_BACKGROUND_REMOVAL",), "Background removal"),
-    "video_depth": TaskSpec("video_depth", "video", ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_DEPTH"), "Depth frames"),
-    "video_cutout": TaskSpec(
-        "video_cutout", "video", ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_BACKGROUND_REMOVAL"), "Cut-out video"
-    ),
-    "immich_import": TaskSpec("immich_import", None, (), "Immich import"),
-}
-
-_FLAG_ATTR = {
-    "ENABLE_DEPTH": "enable_depth",
-    "ENABLE_BACKGROUND_REMOVAL": "enable_background_removal",
-    "ENABLE_EXPERIMENTAL_VIDEO": "enable_experimental_video",
-}
-
-
-def tasks_for_kind(kind: str) -> list[TaskSpec]:
-    return [t for t in TASKS.values() if t.media_kind == kind]
-
-
 def disabled_flags(settings: Settings, task: str) -> list[str]:
-    return [flag for flag in TASKS[task].flags if not getattr(settings, _FLAG_ATTR[flag])]
+    return TASKS[task].disabled_flags(settings)
 
 
 def skip_reason(settings: Settings, task: str) -> str | None:
@@ -133,13 +106,13 @@ def enqueue(services: Services, job_ids: Iterable[Any]) -> int:
         with services.db.connection() as conn:
             row = conn.execute(
                 "UPDATE processing_jobs SET status = 'queued', queued_at = now(), rq_job_id = %s,"
-                " updated_at = now() WHERE id = %s AND status IN ('pending', 'queued') RETURNING timeout_s",
+                " updated_at = now() WHERE id = %s AND status IN ('pending', 'queued') RETURNING timeout_s, task",
                 (rq_id, job_id),
             ).fetchone()
             if row is None:
                 continue
             try:
-                services.queue.enqueue(
+                services.queue_for(queue_name(services.settings, row["task"])).enqueue(
                     RUN_JOB,
                     str(job_id),
                     job_id=rq_id,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.tasks.registry import TASKS as REGISTERED_TASKS
+from backend.tasks.registry import JobStatus
+
 ERROR = {"$ref": "#/components/responses/Error"}
 
 
@@ -40,8 +43,8 @@ PAGE = [
     _q("per_page", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "items per page"),
 ]
 
-JOB_STATUS = ["pending", "queued", "processing", "completed", "failed", "cancelled", "skipped"]
-TASKS = ["depth", "cutout", "video_depth", "video_cutout", "immich_import"]
+JOB_STATUS = [s.value for s in JobStatus]
+TASKS = list(REGISTERED_TASKS)
 
 
 def build_spec() -> dict[str, Any]:
@@ -233,7 +236,10 @@ def build_spec() -> dict[str, Any]:
         "Reprocess": {
             "type": "object",
             "properties": {
-                "tasks": {"type": "array", "items": {"enum": TASKS[:4]}},
+                "tasks": {
+                    "type": "array",
+                    "items": {"enum": [t.name for t in REGISTERED_TASKS.values() if t.media_kind]},
+                },
                 "parameters": {
                     "type": "object",
                     "description": "fps, max_frames, method, height, bit_depth, polarity,"

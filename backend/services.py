@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from redis import Redis
 from rq import Queue
 
-from backend.db import Database, ensure_database, migrate
+from backend.db import Database, check_schema
 from backend.settings import Settings
 from backend.storage import Storage
+from backend.tasks.registry import TASKS, queue_name
 
 
 @dataclass
@@ -19,12 +20,13 @@ class Services:
     db: Database
     redis: Redis
     storage: Storage
+    _queues: dict[str, Queue] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def create(cls, settings: Settings, run_migrations: bool = True, pool_size: int = 10) -> Services:
-        if run_migrations:
-            ensure_database(settings.database_url)
-            migrate(settings.database_url)
+    def create(cls, settings: Settings, pool_size: int = 10) -> Services:
+        """Open the handles. Migrations are not run here (``python -m backend migrate`` or the launcher
+        applies them once); a database without the current schema stops start-up with SchemaError."""
+        check_schema(settings.database_url)
         db = Database(settings.database_url, max_size=pool_size).open()
         redis = Redis.from_url(
             settings.redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
@@ -34,7 +36,18 @@ class Services:
 
     @cached_property
     def queue(self) -> Queue:
-        return Queue(self.settings.queue_name, connection=self.redis)
+        """The default queue (QUEUE_NAME)."""
+        return self.queue_for(self.settings.queue_name)
+
+    def queue_for(self, name: str) -> Queue:
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis)
+        return self._queues[name]
+
+    def all_queues(self) -> list[Queue]:
+        """Every queue a task of the registry goes to (what a worker listens on)."""
+        names = dict.fromkeys(queue_name(self.settings, task) for task in TASKS)
+        return [self.queue_for(name) for name in names]
 
     def close(self) -> None:
         self.db.close()

@@ -4,19 +4,23 @@ models every time and cannot share a CUDA context).
 
 Time limits come from each job's ``job_timeout`` (RQ's SIGALRM death penalty works in-process).
 Cancellation is cooperative: the job's progress reports see the cancelled status and stop.
-A background thread sends heartbeats for the running job and reconciles PostgreSQL with Redis.
+A background thread sends heartbeats for the running job and for the worker itself (what
+``python -m backend health --worker`` checks) and reconciles PostgreSQL with Redis.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
+from redis import Redis
 from rq import SimpleWorker
 
 from backend import jobs
 from backend.services import Services
+from backend.settings import Settings
 from backend.tasks import runner
 from backend.tasks.context import worker_name
 
@@ -25,6 +29,21 @@ log = logging.getLogger(__name__)
 
 class ParallaxWorker(SimpleWorker):
     """Runs jobs in-process and keeps the models it loaded."""
+
+
+def heartbeat_key(settings: Settings, name: str) -> str:
+    """Redis key a live worker refreshes; it expires when the worker dies or hangs."""
+    return f"parallax:worker-heartbeat:{settings.queue_name}:{name}"
+
+
+def live_worker_heartbeats_in(redis: Redis, settings: Settings, host: str | None = None) -> list[str]:
+    """Names of workers (on ``host``, or anywhere) whose heartbeat has not expired."""
+    pattern = heartbeat_key(settings, f"{host}.*" if host else "*")
+    return sorted(k.decode().rsplit(":", 1)[-1] for k in redis.scan_iter(match=pattern))
+
+
+def this_host() -> str:
+    return os.uname().nodename  # the first part of worker_name()
 
 
 class Supervisor(threading.Thread):
@@ -39,8 +58,10 @@ class Supervisor(threading.Thread):
 
     def run(self) -> None:
         next_reconcile = 0.0
+        key = heartbeat_key(self.services.settings, worker_name())
         while not self.stopped.wait(self.heartbeat_s if next_reconcile else 0):
             try:
+                self.services.redis.set(key, str(time.time()), ex=max(int(self.heartbeat_s * 3), 15))
                 job_id = runner.current_job_id
                 if job_id:
                     self.services.db.execute(
@@ -77,7 +98,7 @@ def preload_models(services: Services) -> None:
         if s.enable_background_removal:
             from backend.tasks.cutout import segmentation_model
 
-            segmentation_model(s, s.segmentation_model).load()
+            segmentation_model(s).load()
     except Exception as exc:  # the job that needs it will fail with the reason
         log.warning("could not preload models: %s", exc)
 
@@ -90,9 +111,14 @@ def run_worker(
         preload_models(services)
     supervisor = Supervisor(services, reconcile_s=reconcile_s or 10.0)
     supervisor.start()
-    worker = ParallaxWorker([services.queue], connection=services.redis, name=f"parallax.{worker_name()}")
-    log.info("worker %s listening on queue %r", worker.name, services.settings.queue_name)
+    queues = services.all_queues()
+    worker = ParallaxWorker(queues, connection=services.redis, name=f"parallax.{worker_name()}")
+    log.info("worker %s listening on queue(s) %s", worker.name, ", ".join(q.name for q in queues))
     try:
         return worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
     finally:
         supervisor.stopped.set()
+        try:
+            services.redis.delete(heartbeat_key(services.settings, worker_name()))
+        except Exception:  # Redis gone: the key expires by itself
+            pass

@@ -8,13 +8,14 @@ from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from backend import jobs
+from backend.api.common import services
 from backend.api.pagination import choice_arg, page_args
-from backend.app import services
 from backend.serializers import job_json
+from backend.tasks.registry import JobStatus
 
 bp = Blueprint("jobs", __name__)
 
-STATUSES = ("pending", "queued", "processing", "completed", "failed", "cancelled", "skipped")
+STATUSES = tuple(s.value for s in JobStatus)
 
 
 def _job_id(job_id: str) -> str:

@@ -6,11 +6,9 @@ else is retried with exponential backoff until the job's attempts are used up.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import traceback
-from collections.abc import Callable
 
 from rq.timeouts import JobTimeoutException
 
@@ -20,17 +18,9 @@ from backend.jobs import disabled_flags, skip_reason
 from backend.services import Services
 from backend.settings import get_settings
 from backend.tasks.context import TaskContext, worker_name
+from backend.tasks.registry import TASKS, JobStatus
 
 log = logging.getLogger(__name__)
-
-# task name -> "module:function"; resolved lazily so importing this module loads no model code.
-HANDLERS = {
-    "depth": "backend.tasks.depth:photo_depth",
-    "video_depth": "backend.tasks.depth:video_depth",
-    "cutout": "backend.tasks.cutout:photo_cutout",
-    "video_cutout": "backend.tasks.cutout:video_cutout",
-    "immich_import": "backend.tasks.immich_import:run_import",
-}
 
 _services: Services | None = None
 _services_lock = threading.Lock()
@@ -46,20 +36,15 @@ def get_services() -> Services:
     global _services
     with _services_lock:
         if _services is None:
-            _services = Services.create(get_settings(), run_migrations=False, pool_size=4)
+            _services = Services.create(get_settings(), pool_size=4)
         return _services
-
-
-def resolve_handler(task: str) -> Callable[[TaskContext], dict]:
-    module, func = HANDLERS[task].split(":")
-    return getattr(importlib.import_module(module), func)
 
 
 def backoff_seconds(attempt: int) -> int:
     return min(15 * 2 ** max(attempt - 1, 0), 900)
 
 
-def _finish(services: Services, job_id: str, status: str, **fields) -> None:
+def _finish(services: Services, job_id: str, status: JobStatus, **fields) -> None:
     sets = ", ".join(f"{k} = %s" for k in fields)
     values = [jsonb(v) if k == "result" else v for k, v in fields.items()]
     services.db.execute(
@@ -90,14 +75,14 @@ def run_job(job_id: str) -> dict | None:
             else None
         )
     if job["media_id"] and item is None:
-        _finish(services, job_id, "failed", last_error="the media item was deleted", error_kind="invalid_input")
+        _finish(services, job_id, JobStatus.FAILED, last_error="the media item was deleted", error_kind="invalid_input")
         return None
     # Flags are read again here: one may have been turned off since the job was queued.
     if disabled_flags(settings, job["task"]):
         _finish(
             services,
             job_id,
-            "skipped",
+            JobStatus.SKIPPED,
             skip_reason=skip_reason(settings, job["task"]),
             enable_with=",".join(disabled_flags(settings, job["task"])),
         )
@@ -107,7 +92,7 @@ def run_job(job_id: str) -> dict | None:
     ctx.sweep_previous_attempts()
     current_job_id = job_id
     try:
-        result = resolve_handler(job["task"])(ctx) or {}
+        result = TASKS[job["task"]].resolve()(ctx) or {}
         services.db.execute(
             "UPDATE processing_jobs SET status = 'completed', result = %s, stage = 'done', finished_at = now(),"
             " progress_done = COALESCE(progress_total, GREATEST(progress_done, 1)),"
@@ -118,18 +103,18 @@ def run_job(job_id: str) -> dict | None:
         return result
     except Cancelled:
         log.info("job %s cancelled", job_id)
-        _finish(services, job_id, "cancelled", stage="cancelled")
+        _finish(services, job_id, JobStatus.CANCELLED, stage="cancelled")
     except JobTimeoutException:
         _finish(
             services,
             job_id,
-            "failed",
+            JobStatus.FAILED,
             error_kind="timeout",
             last_error=f"the job took longer than its time limit of {job['timeout_s']} s and was stopped",
         )
     except (InvalidMediaError, ModelUnavailableError) as exc:
         kind = "invalid_input" if isinstance(exc, InvalidMediaError) else "model_unavailable"
-        _finish(services, job_id, "failed", error_kind=kind, last_error=str(exc))
+        _finish(services, job_id, JobStatus.FAILED, error_kind=kind, last_error=str(exc))
     except Exception as exc:  # transient or unexpected: retry with backoff while attempts remain
         retryable = not isinstance(exc, PipelineError) or exc.retryable
         message = str(exc) or exc.__class__.__name__
@@ -144,7 +129,7 @@ def run_job(job_id: str) -> dict | None:
             )
         else:
             kind = getattr(exc, "error_kind", None) or ("internal" if retryable else "invalid_input")
-            _finish(services, job_id, "failed", error_kind=kind, last_error=message)
+            _finish(services, job_id, JobStatus.FAILED, error_kind=kind, last_error=message)
     finally:
         current_job_id = None
         ctx.cleanup()

@@ -1,0 +1,103 @@
+"""Every task the worker can run, and the statuses a job goes through: the one place to add a task.
+
+A task names its handler as ``"module:function"`` (resolved when a job runs, so importing this module
+loads no model code), the feature flags that must all be on for it to run, the kind of media item it
+applies to (None: not tied to an item) and the RQ queue it goes to.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
+    from backend.tasks.context import TaskContext
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"  # recorded, not yet in Redis (new, or waiting out a retry backoff)
+    QUEUED = "queued"  # in Redis, waiting for a worker
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # its feature flag was off
+
+    @classmethod
+    def active(cls) -> tuple[JobStatus, ...]:
+        return (cls.PENDING, cls.QUEUED, cls.PROCESSING)
+
+    @classmethod
+    def finished(cls) -> tuple[JobStatus, ...]:
+        return (cls.COMPLETED, cls.FAILED, cls.CANCELLED, cls.SKIPPED)
+
+
+# Feature flag (environment variable) -> Settings field.
+FLAGS = {
+    "ENABLE_DEPTH": "enable_depth",
+    "ENABLE_BACKGROUND_REMOVAL": "enable_background_removal",
+    "ENABLE_EXPERIMENTAL_VIDEO": "enable_experimental_video",
+}
+DEFAULT_QUEUE = "default"  # the configured QUEUE_NAME
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    handler: str  # "module:function" taking a TaskContext, returning the job's result dict
+    media_kind: str | None  # photo | video | None (not tied to an item)
+    flags: tuple[str, ...]  # every one must be on
+    title: str
+    queue: str = DEFAULT_QUEUE
+
+    def resolve(self) -> Callable[[TaskContext], dict[str, Any]]:
+        module, func = self.handler.split(":")
+        handler: Callable[[TaskContext], dict[str, Any]] = getattr(importlib.import_module(module), func)
+        return handler
+
+    def disabled_flags(self, settings: Settings) -> list[str]:
+        return [flag for flag in self.flags if not getattr(settings, FLAGS[flag])]
+
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec("depth", "backend.tasks.depth:photo_depth", "photo", ("ENABLE_DEPTH",), "Depth map"),
+        TaskSpec(
+            "cutout", "backend.tasks.cutout:photo_cutout", "photo", ("ENABLE_BACKGROUND_REMOVAL",), "Background removal"
+        ),
+        TaskSpec(
+            "video_depth",
+            "backend.tasks.depth:video_depth",
+            "video",
+            ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_DEPTH"),
+            "Depth frames",
+        ),
+        TaskSpec(
+            "video_cutout",
+            "backend.tasks.cutout:video_cutout",
+            "video",
+            ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_BACKGROUND_REMOVAL"),
+            "Cut-out video",
+        ),
+        TaskSpec("immich_import", "backend.tasks.immich_import:run_import", None, (), "Immich import"),
+    )
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    return TASKS[name]
+
+
+def tasks_for_kind(kind: str) -> list[TaskSpec]:
+    return [t for t in TASKS.values() if t.media_kind == kind]
+
+
+def queue_name(settings: Settings, task: str) -> str:
+    """The RQ queue a task's jobs go to: QUEUE_NAME for the default queue, QUEUE_NAME-<queue> otherwise."""
+    queue = TASKS[task].queue
+    return settings.queue_name if queue == DEFAULT_QUEUE else f"{settings.queue_name}-{queue}"
