@@ -5,10 +5,12 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Flask, Request, current_app, jsonify, request
+from flask import Flask, Request, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from ai.errors import InvalidMediaError
+from backend.api import docs, health, immich, jobs, library, media, results, web
+from backend.api.common import api_error
 from backend.jobs import JobError
 from backend.services import Services
 from backend.settings import Settings, get_settings
@@ -25,15 +27,6 @@ class StreamingRequest(Request):
         return open(path, "w+b")
 
 
-def api_error(status: int, code: str, message: str, **extra):
-    body = {"error": {"code": code, "message": message, **extra}}
-    return jsonify(body), status
-
-
-def services() -> Services:
-    return current_app.extensions["parallax"]
-
-
 def create_app(settings: Settings | None = None, services_: Services | None = None) -> Flask:
     settings = settings or (services_.settings if services_ else get_settings())
     svc = services_ or Services.create(settings)
@@ -43,20 +36,12 @@ def create_app(settings: Settings | None = None, services_: Services | None = No
     app.json.sort_keys = False
     app.extensions["parallax"] = svc
 
-    from backend.api import docs, health, jobs, library, media, results, web
-
-    for module in (health, media, results, library, jobs, docs, web):
+    for module in (health, media, results, library, jobs, docs, web, immich):
         app.register_blueprint(module.bp)
-    try:
-        from backend.api import immich
-
-        app.register_blueprint(immich.bp)
-    except ImportError:  # the Immich blueprint arrives with the import feature
-        pass
 
     @app.before_request
     def require_api_key():
-        key = settings.api_key
+        key = settings.secret("api_key")
         if not key or not request.path.startswith("/api/") or request.path == "/api/health":
             return None
         given = request.headers.get("X-API-Key") or request.cookies.get("parallax_api_key") or ""

@@ -11,10 +11,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from backend.db import SchemaError
+from backend.immich.cli import add_commands as add_immich_commands
 from backend.jobs import ACTIVE, FINISHED, TASKS
-from backend.settings import Settings, SettingsError, get_settings
+from backend.settings import Settings, SettingsError, get_settings, url_without_credentials
 
 TERMINAL = FINISHED
 JOB_STATUSES = ACTIVE + FINISHED
@@ -33,11 +34,6 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
-
-
 def outage_message(exc: BaseException, settings: Settings) -> str | None:
     """One line for a database or Redis that does not answer, instead of a driver's traceback."""
     import psycopg
@@ -46,12 +42,12 @@ def outage_message(exc: BaseException, settings: Settings) -> str | None:
 
     if isinstance(exc, (psycopg.OperationalError, psycopg_pool.PoolTimeout)):
         return (
-            f"cannot reach the database at {without_credentials(settings.database_url)} ({first_line(exc)});"
+            f"cannot reach the database at {url_without_credentials(settings.database_url)} ({first_line(exc)});"
             " is PostgreSQL running? (parallax run starts a local one)"
         )
     if isinstance(exc, redis.exceptions.RedisError):
         return (
-            f"cannot reach Redis at {without_credentials(settings.redis_url)} ({first_line(exc)});"
+            f"cannot reach Redis at {url_without_credentials(settings.redis_url)} ({first_line(exc)});"
             " is Redis running? (parallax run starts a local one)"
         )
     return None
@@ -64,7 +60,7 @@ def _print_json(data) -> None:
 def cmd_run(settings: Settings, args) -> int:
     from backend.launcher import run_all
 
-    return run_all(settings, workers=args.workers, with_ai=not args.no_ai)
+    return run_all(settings, workers=args.workers)
 
 
 def cmd_web(settings: Settings, args) -> int:
@@ -435,7 +431,41 @@ def cmd_recover(settings: Settings, args) -> int:
     return 0
 
 
+def cmd_download_models(settings: Settings, args) -> int:
+    """Fetch the configured models (or the ones named) into MODEL_CACHE_DIR, for offline use."""
+    from ai.cli import main as ai_main
+
+    argv = ["download-models", "--cache-dir", str(settings.model_cache_dir)]
+    for name in args.depth_model or [settings.depth_model]:
+        argv += ["--depth-model", name]
+    for name in args.segmentation_model or [settings.segmentation_model]:
+        argv += ["--segmentation-model", name]
+    return ai_main(argv)
+
+
+def worker_health(settings: Settings) -> int:
+    """Exit 0 when a worker on this host sent a heartbeat recently (it expires when the worker dies or
+    hangs): the worker container's healthcheck."""
+    from redis import Redis
+
+    from backend.worker import live_worker_heartbeats_in, this_host
+
+    try:
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+        alive = live_worker_heartbeats_in(redis, settings, this_host())
+    except Exception as exc:
+        print(f"unhealthy: cannot reach Redis ({first_line(exc)})", file=sys.stderr)
+        return 1
+    if not alive:
+        print(f"unhealthy: no live worker on {this_host()}", file=sys.stderr)
+        return 1
+    print(f"ok: {', '.join(alive)}")
+    return 0
+
+
 def cmd_health(settings: Settings, args) -> int:
+    if args.worker:
+        return worker_health(settings)
     from backend.app import create_app
 
     app = create_app(settings)
@@ -450,9 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="run everything: databases if needed, web, worker, AI service")
+    p = sub.add_parser("run", help="run everything: databases if needed, migrations, web server and worker")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--no-ai", action="store_true", help="do not start the AI HTTP service")
     p.set_defaults(func=cmd_run)
     sub.add_parser("web", help="run only the web/API server (development server)").set_defaults(func=cmd_web)
     p = sub.add_parser("worker", help="run one worker")
@@ -461,7 +490,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reconcile-interval", type=float, default=None, help="seconds between recovery sweeps")
     p.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="create the database if needed and apply migrations").set_defaults(func=cmd_migrate)
-    sub.add_parser("health", help="check database, Redis, workers and ffmpeg").set_defaults(func=cmd_health)
+    p = sub.add_parser("health", help="check database, Redis, workers and ffmpeg")
+    p.add_argument(
+        "--worker", action="store_true", help="only check that a worker on this host is alive (container healthcheck)"
+    )
+    p.set_defaults(func=cmd_health)
+    p = sub.add_parser("download-models", help="download the configured models into MODEL_CACHE_DIR")
+    p.add_argument("--depth-model", action="append", help="model id or folder (repeatable); default DEPTH_MODEL")
+    p.add_argument(
+        "--segmentation-model", action="append", help="rembg model name (repeatable); default SEGMENTATION_MODEL"
+    )
+    p.set_defaults(func=cmd_download_models)
     p = sub.add_parser("upload", help="store files (or the photos and videos in folders) and queue their jobs")
     p.add_argument("files", nargs="+", metavar="FILE_OR_FOLDER")
     p.add_argument("-r", "--recursive", action="store_true", help="also upload from the folders' subfolders")
@@ -486,12 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASK_NAMES)
     p.set_defaults(func=cmd_requeue_skipped)
     sub.add_parser("recover", help="re-queue work Redis lost and jobs of dead workers").set_defaults(func=cmd_recover)
-    try:
-        from backend.immich.cli import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(sub)
+    add_immich_commands(sub, follow_job=watch)
     return parser
 
 
@@ -509,6 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(settings, args) or 0
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SchemaError as exc:
+        print(f"database error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
@@ -28,8 +28,13 @@ class Database:
 
     def __init__(self, url: str, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
-        self.pool = ConnectionPool(
-            url, min_size=min_size, max_size=max_size, open=False, kwargs={"row_factory": dict_row, "autocommit": False}
+        self.pool: ConnectionPool[psycopg.Connection[DictRow]] = ConnectionPool(
+            url,
+            connection_class=psycopg.Connection[DictRow],
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"row_factory": dict_row, "autocommit": False},
         )
 
     def open(self, wait: bool = True, timeout: float = 10.0) -> Database:
@@ -40,7 +45,7 @@ class Database:
         self.pool.close()
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
+    def connection(self) -> Iterator[psycopg.Connection[DictRow]]:
         """A connection in a transaction: committed on success, rolled back on error."""
         with self.pool.connection() as conn:
             yield conn
@@ -107,6 +112,28 @@ def migrate(url: str) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
     return applied_now
+
+
+class SchemaError(RuntimeError):
+    """The database lacks tables or migrations this code needs; the message says how to fix it."""
+
+
+def check_schema(url: str) -> None:
+    """Raise SchemaError unless every migration of this code has been applied to ``url``."""
+    wanted = {version: name for version, name, _sql in available_migrations()}
+    fix = "run `python -m backend migrate` (the launcher `python -m backend run` does it for you)"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            if conn.execute("SELECT to_regclass('schema_migrations') AS t").fetchone()[0] is None:
+                raise SchemaError(f"the database has no Parallax schema yet: {fix}")
+            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    except psycopg.OperationalError as exc:
+        if "does not exist" in str(exc):
+            raise SchemaError(f"the database does not exist yet: {fix}") from exc
+        raise
+    missing = [f"{v}_{n}" for v, n in sorted(wanted.items()) if v not in applied]
+    if missing:
+        raise SchemaError(f"the database schema is out of date (missing {', '.join(missing)}): {fix}")
 
 
 def ensure_database(url: str) -> bool:

@@ -1,6 +1,7 @@
 """``python -m backend run``: everything in one terminal. Starts PostgreSQL and Redis under DATA_DIR
-when the configured ones do not answer, applies migrations, then runs the web server, one worker
-and the AI HTTP service, with their logs prefixed, and stops all of it cleanly on Ctrl-C."""
+when the configured ones do not answer, applies migrations (once, here: the web server and workers
+only check the schema), then runs the web server and the worker(s), with their logs prefixed, and stops
+all of it cleanly on Ctrl-C. The worker is the only process that loads models."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from backend.devstack import ensure_services
 from backend.settings import Settings
 
 log = logging.getLogger("parallax.run")
-COLOURS = {"web": "36", "worker": "35", "ai": "33"}
+COLOURS = {"web": "36", "worker": "35"}
 
 
 def _pump(name: str, stream, tty: bool) -> None:
@@ -27,7 +28,7 @@ def _pump(name: str, stream, tty: bool) -> None:
         sys.stdout.flush()
 
 
-def run_all(settings: Settings, workers: int = 1, with_ai: bool = True) -> int:
+def run_all(settings: Settings, workers: int = 1) -> int:
     stack = None
     if settings.start_local_services:
         stack = ensure_services(settings.database_url, settings.redis_url, settings.data_dir)
@@ -37,40 +38,10 @@ def run_all(settings: Settings, workers: int = 1, with_ai: bool = True) -> int:
         log.info("applied migrations %s", ", ".join(applied))
     env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
     commands = {
-        "web": [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"{settings.host}:{settings.port}",
-            "--workers",
-            "2",
-            "--threads",
-            "8",
-            "--timeout",
-            "0",
-            "--access-logfile",
-            "-",
-            "backend.wsgi:app",
-        ],
+        "web": [sys.executable, "-m", "gunicorn", "-c", "python:backend.gunicorn_conf", "backend.wsgi:app"],
     }
     for n in range(workers):
         commands["worker" if workers == 1 else f"worker{n + 1}"] = [sys.executable, "-m", "backend", "worker"]
-    if with_ai:
-        commands["ai"] = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"{settings.ai_host}:{settings.ai_port}",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "--timeout",
-            "0",
-            "ai.wsgi:app",
-        ]
     children: dict[str, subprocess.Popen] = {}
     tty = sys.stdout.isatty()
     stopping = threading.Event()
@@ -94,8 +65,8 @@ def run_all(settings: Settings, workers: int = 1, with_ai: bool = True) -> int:
             children[name] = proc
             threading.Thread(target=_pump, args=(name, proc.stdout, tty), daemon=True).start()
         print(
-            f"\nParallax is running: http://{settings.host}:{settings.port}/  (API docs at /docs,"
-            f" AI service on {settings.ai_host}:{settings.ai_port}). Press Ctrl-C to stop.\n",
+            f"\nParallax is running: http://{settings.host}:{settings.port}/  (API docs at /docs)."
+            " Press Ctrl-C to stop.\n",
             flush=True,
         )
         exit_code = 0

@@ -86,15 +86,19 @@ def base_settings(test_database, test_redis, tmp_path_factory):
         "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("models")),
         "JOB_STALE_AFTER_SECONDS": "10",
         "JOB_MAX_ATTEMPTS": "3",
+        # Tests start with every costly feature off and turn on what they exercise (make_app(enable_depth=True)).
+        "ENABLE_DEPTH": "false",
+        "ENABLE_BACKGROUND_REMOVAL": "false",
     }
-    settings = Settings.from_env(env)
-    return dataclasses.replace(settings, media_root=Path(env["DATA_DIR"]) / "media")
+    return Settings.from_env(env)
 
 
 @pytest.fixture(scope="session")
 def services(base_settings):
+    from backend.db import migrate
     from backend.services import Services
 
+    migrate(base_settings.database_url)  # once per run, as `python -m backend migrate` does
     svc = Services.create(base_settings)
     yield svc
     svc.close()
@@ -121,8 +125,8 @@ def make_app(services):
     _reset(services)
 
     def build(**overrides):
-        settings = dataclasses.replace(services.settings, **overrides)
-        svc = dataclasses.replace(services, settings=settings)
+        settings = services.settings.replace(**overrides)
+        svc = dataclasses.replace(services, settings=settings, _queues={})
         svc.__dict__.pop("queue", None)
         return create_app(settings, svc)
 
@@ -151,7 +155,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         env = {**os.environ, **self.settings.as_env(), **self.extra_env, "PYTHONUNBUFFERED": "1"}
         env.pop("API_KEY", None)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop(), after the process ends)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend", "worker", "--reconcile-interval", "1"],
             cwd=ROOT,
@@ -161,6 +165,11 @@ class WorkerProcess:
         )
         return self
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process stays but does nothing (a hung worker)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
@@ -168,6 +177,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen worker must run to handle SIGTERM
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)

@@ -1,6 +1,5 @@
 """The command line: upload, list, jobs, watch, requeue-skipped."""
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -47,7 +46,7 @@ def test_upload_list_jobs_and_requeue(make_app, services, tmp_path):
 
 def test_upload_and_watch_until_done(make_app, services, tiny_depth_model, start_worker, tmp_path):
     make_app()
-    settings = dataclasses.replace(services.settings, enable_depth=True, depth_model=str(tiny_depth_model))
+    settings = services.settings.replace(enable_depth=True, depth_model=str(tiny_depth_model))
     start_worker(settings, **worker_env(tiny_depth_model))
     out = _cli(settings, "upload", "--watch", str(make_photo(tmp_path / "w.jpg")))
     assert out.returncode == 0, out.stdout + out.stderr

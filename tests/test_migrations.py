@@ -50,3 +50,31 @@ def test_concurrent_migrators_apply_each_version_once(empty_database):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: migrate(empty_database), range(4)))
     assert sorted(v for r in results for v in r) == [v for v, _, _ in available_migrations()]
+
+
+def test_web_app_and_cli_refuse_a_database_without_the_schema(empty_database, base_settings):
+    """Migrations are applied by `python -m backend migrate` (or the launcher), never on import; a
+    process started on a database without them stops with a message saying what to run."""
+    import os
+    import subprocess
+    import sys
+
+    from backend.app import create_app
+    from backend.db import SchemaError
+    from tests.conftest import ROOT
+
+    ensure_database(empty_database)
+    settings = base_settings.replace(database_url=empty_database)
+    with pytest.raises(SchemaError, match="python -m backend migrate"):
+        create_app(settings)
+    env = {**os.environ, **settings.as_env()}
+    listed = subprocess.run(
+        [sys.executable, "-m", "backend", "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 2 and "python -m backend migrate" in listed.stderr
+    assert _tables(empty_database) == set(), "nothing was created behind the user's back"
+    migrated = subprocess.run(
+        [sys.executable, "-m", "backend", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert create_app(settings).test_client().get("/api/health").status_code in (200, 503)

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from flask import Blueprint, jsonify
 
-from backend.app import services
+from backend.api.common import services
 from backend.jobs import live_workers
 
 bp = Blueprint("health", __name__)

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from backend import jobs
-from backend.app import api_error, services
+from backend.api.common import api_error, services
 from backend.immich import importer
 from backend.immich.client import (
     ImmichAuthError,

@@ -6,8 +6,8 @@ from flask import Blueprint, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
 
 from backend import jobs
+from backend.api.common import api_error, services
 from backend.api.pagination import choice_arg, page_args
-from backend.app import api_error, services
 from backend.media_service import delete_item, find_item, ingest_file
 from backend.serializers import asset_json, item_json, job_json
 

@@ -14,8 +14,8 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from ai.probe import oriented_image
 from backend import jobs
+from backend.api.common import api_error, services
 from backend.api.media import get_item_or_404
-from backend.app import api_error, services
 from backend.serializers import asset_json, job_json
 
 bp = Blueprint("results", __name__)

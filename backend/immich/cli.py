@@ -1,19 +1,20 @@
 """Command-line Immich commands: ``immich-test``, ``immich-import``, ``immich-status``.
 
-``backend.cli`` adds them to ``python -m backend`` (``parallax``) through :func:`add_commands`.
+``backend.cli`` adds them to ``python -m backend`` (``parallax``) through :func:`add_commands`, passing
+its job follower (``watch``) along, so this module never imports ``backend.cli``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
+from backend.services import Services
 from backend.settings import Settings
 
 
-def _services(settings: Settings):
-    from backend.services import Services
-
+def _services(settings: Settings) -> Services:
     return Services.create(settings, pool_size=2)
 
 
@@ -79,7 +80,6 @@ def cmd_immich_test(settings: Settings, args) -> int:
 
 
 def cmd_immich_import(settings: Settings, args) -> int:
-    from backend.cli import watch
     from backend.immich.importer import ImmichImportError, ImportAlreadyRunning, get_run, start_import
 
     services = _services(settings)
@@ -98,7 +98,7 @@ def cmd_immich_import(settings: Settings, args) -> int:
         if not args.wait:
             print(f"follow it with: parallax watch {job['id']}  (a worker must be running)")
             return 0
-        status = watch(services, str(job["id"]))
+        status = args.follow_job(services, str(job["id"]))
         run = get_run(services, run["id"])
         print(_run_line(run))
         for line in (
@@ -146,7 +146,8 @@ def cmd_immich_status(settings: Settings, args) -> int:
     return 0
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction, follow_job: Callable[[Services, str], int]) -> None:
+    """Add the Immich commands; ``follow_job(services, job_id)`` shows a job until it ends (exit code)."""
     p = subparsers.add_parser("immich-test", help="check the Immich URL and API key")
     p.set_defaults(func=cmd_immich_test)
     p = subparsers.add_parser("immich-import", help="import photos and videos from Immich (a worker does the work)")
@@ -166,7 +167,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="show a progress bar until the import ends; exit 0 only if every asset went through"
         f" ({EXIT_WITH_FAILURES}: completed with failures)",
     )
-    p.set_defaults(func=cmd_immich_import)
+    p.set_defaults(func=cmd_immich_import, follow_job=follow_job)
     p = subparsers.add_parser("immich-status", help="Immich configuration and recent imports")
     p.add_argument("--limit", type=int, default=5, help="how many recent runs to list")
     p.set_defaults(func=cmd_immich_status)

@@ -1,0 +1,20 @@
+"""gunicorn settings of the web server, the one copy used by ``python -m backend run``, the Dockerfile
+and docker-compose: ``gunicorn -c python:backend.gunicorn_conf backend.wsgi:app``.
+
+Threaded workers (gthread): a long upload or download runs in a request thread while the worker's main
+loop keeps answering gunicorn's arbiter, so ``timeout`` only restarts a worker that is truly stuck.
+"""
+
+from backend.settings import get_settings
+
+_settings = get_settings()
+
+bind = f"{_settings.host}:{_settings.port}"
+worker_class = "gthread"
+workers = 2
+threads = 8
+timeout = 60  # seconds a worker may stay silent before gunicorn restarts it
+graceful_timeout = 30  # requests in flight get this long to finish on a restart or stop
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
