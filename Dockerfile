@@ -1,4 +1,4 @@
-# One image for the backend, the worker and the AI service (they differ by command).
+# One image for the web server, the worker and the migrate step (they differ by command).
 FROM python:3.11-slim-bookworm
 
 RUN apt-get update \
@@ -6,16 +6,18 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY ai ./ai
 COPY backend ./backend
 # EXTRAS=backend builds a small image without torch for the web process only.
+# requirements.lock pins every version (the set CI tests), whichever extras are installed.
 ARG EXTRAS=backend,ai
-RUN pip install --no-cache-dir ".[${EXTRAS}]"
+RUN pip install --no-cache-dir -c requirements.lock ".[${EXTRAS}]"
 
 ENV DATA_DIR=/data MEDIA_ROOT=/data/media MODEL_CACHE_DIR=/models START_LOCAL_SERVICES=false \
-    HOST=0.0.0.0 AI_HOST=0.0.0.0 PYTHONUNBUFFERED=1
+    HOST=0.0.0.0 PYTHONUNBUFFERED=1
 RUN useradd --create-home --uid 1000 parallax && mkdir -p /data /models && chown parallax /data /models
 USER parallax
-EXPOSE 8000 8001
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "8", "--timeout", "0", "backend.wsgi:app"]
+EXPOSE 8000
+# Migrations are not applied here: run `python -m backend migrate` once (compose's migrate service does).
+CMD ["gunicorn", "-c", "python:backend.gunicorn_conf", "backend.wsgi:app"]

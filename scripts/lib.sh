@@ -43,10 +43,11 @@ ensure_system_packages() {
     apt_install "${need[@]+"${need[@]}"}"
 }
 
-# A virtual environment in .venv with the project installed; re-installed when pyproject.toml changes.
+# A virtual environment in .venv with the project installed at the versions of requirements.lock;
+# re-installed when pyproject.toml or the lock changes.
 ensure_venv() {
     local extras="$1"
-    local stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/_}"
+    local stamp=".venv/.installed-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)-${extras//,/_}"
     if [ ! -x .venv/bin/python ]; then
         say "creating .venv"
         "$PYTHON" -m venv .venv
@@ -54,7 +55,7 @@ ensure_venv() {
     if [ ! -f "$stamp" ]; then
         say "installing Python packages (.[${extras}])"
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-        .venv/bin/python -m pip install -q -e ".[${extras}]"
+        .venv/bin/python -m pip install -q -c requirements.lock -e ".[${extras}]"
         rm -f .venv/.installed-*
         touch "$stamp"
     fi
