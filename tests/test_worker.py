@@ -114,7 +114,9 @@ def test_undecodable_video_fails_with_its_reason_and_no_retry(depth_app, start_w
 
 
 def test_missing_model_fails_with_instructions(make_app, start_worker, tmp_path):
-    app = make_app(enable_depth=True, depth_model=str(tmp_path / "no-such-model"))
+    # A well-formed hub id that is not in the model cache, with downloads off. (A folder that does not
+    # exist is refused earlier, at start-up: see test_settings.)
+    app = make_app(enable_depth=True, depth_model="parallax-tests/no-such-model")
     client = app.test_client()
     body = _upload(client, make_photo(tmp_path / "p.jpg"))
     worker = start_worker(app.extensions["parallax"].settings, HF_HUB_OFFLINE="1")
@@ -123,9 +125,20 @@ def test_missing_model_fails_with_instructions(make_app, start_worker, tmp_path)
     assert "no-such-model" in job["error"]
 
 
-def _long_video_job(client, tmp_path):
-    body = _upload(client, make_video(tmp_path / "long.mp4", seconds=40, fps=15, width=96, height=64))
+def _long_video_job(client, tmp_path, seconds=40):
+    body = _upload(client, make_video(tmp_path / "long.mp4", seconds=seconds, fps=15, width=96, height=64))
     return body, _job(body, "video_depth")
+
+
+def _wait_until(condition, what: str, timeout: float = 60, worker=None):
+    """Poll ``condition()`` until it returns something truthy (and return that), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}" + (f"\nworker log:\n{worker.log()[-3000:]}" if worker else ""))
 
 
 def _wait_progress(client, job_id, at_least=3, timeout=90):
@@ -148,7 +161,15 @@ def test_cancel_a_running_job(depth_app, start_worker, tiny_depth_model, service
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
     _wait_progress(client, job["id"])
     assert client.post(f"/api/jobs/{job['id']}/cancel").get_json()["status"] == "cancelled"
-    time.sleep(2)
+
+    def worker_let_go():
+        # The worker saw the cancellation at its next progress report: it dropped the job (RQ shows it
+        # idle) and removed the job's temporary files.
+        workers = client.get("/api/health").get_json()["checks"]["workers"].get("workers", [])
+        idle = workers and all(w["current_job"] is None for w in workers)
+        return idle and not any(services.storage.tmp.iterdir())
+
+    _wait_until(worker_let_go, "the worker to stop the cancelled job", worker=worker)
     final = client.get(f"/api/jobs/{job['id']}").get_json()
     assert final["status"] == "cancelled"
     assert client.get(f"/api/media/{body['item']['id']}").get_json()["assets"] == []
@@ -180,15 +201,19 @@ def test_worker_killed_mid_job_is_recovered(depth_app, start_worker, tiny_depth_
     app = depth_app(
         enable_experimental_video=True,
         video_frame_extraction_fps=15.0,
-        video_max_frames=600,
+        video_max_frames=45,
         video_frame_height=64,
         job_stale_after_s=5,
     )
     client = app.test_client()
     settings = app.extensions["parallax"].settings
-    body, job = _long_video_job(client, tmp_path)
+    body, job = _long_video_job(client, tmp_path, seconds=3)  # 45 frames: a few seconds of work
     first = start_worker(settings, **worker_env(tiny_depth_model))
-    _wait_progress(client, job["id"])
+    # Frozen (SIGSTOP) at its first progress report, then killed: always mid-job, however fast the machine.
+    _wait_progress(client, job["id"], at_least=1)
+    first.freeze()
+    frozen_at = client.get(f"/api/jobs/{job['id']}").get_json()
+    assert frozen_at["status"] == "processing" and frozen_at["progress"]["done"] < 45, frozen_at
     first.kill()  # SIGKILL: no chance to clean up
     assert client.get(f"/api/jobs/{job['id']}").get_json()["status"] == "processing"
     second = start_worker(settings, **worker_env(tiny_depth_model))
@@ -263,3 +288,29 @@ def test_video_cutout_with_sound_through_the_worker(live_stack, tmp_path):
         text=True,
     ).stdout.split()
     assert streams == ["vp9", "opus"]
+
+
+def test_worker_healthcheck_fails_when_the_worker_is_dead_or_stuck(make_app, start_worker, services):
+    """`python -m backend health --worker` (the worker container's healthcheck) follows the worker's
+    heartbeat: ok while it runs, failing once it is frozen (SIGSTOP, as a hung process) or gone."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    app = make_app()
+    settings = app.extensions["parallax"].settings
+    env = {**os.environ, **settings.as_env()}
+
+    def healthy() -> bool:
+        check = [sys.executable, "-m", "backend", "health", "--worker"]
+        return subprocess.run(check, cwd=ROOT, env=env, capture_output=True, timeout=60).returncode == 0
+
+    assert not healthy(), "no worker is running yet"
+    worker = start_worker(settings)
+    _wait_until(healthy, "the worker's first heartbeat", worker=worker)
+    worker.freeze()
+    _wait_until(lambda: not healthy(), "the healthcheck to notice the stuck worker", timeout=60, worker=worker)
+    worker.kill()
+    assert not healthy()
