@@ -70,7 +70,7 @@ def _model_name() -> str:
     try:
         segmentation_model_info(name)
     except UnknownSegmentationModelError as exc:
-        raise _BadRequest(str(exc))
+        raise _BadRequest(str(exc)) from None
     return name
 
 
@@ -96,7 +96,7 @@ def _background(field_name: str) -> str | None:
     try:
         parse_background(value)
     except InvalidOptionError as exc:
-        raise _BadRequest(str(exc))
+        raise _BadRequest(str(exc)) from None
     return value
 
 
@@ -123,7 +123,7 @@ def remove_background():
                 background=background,
             )
         except InvalidOptionError as exc:
-            raise _BadRequest(str(exc))
+            raise _BadRequest(str(exc)) from None
         data = dst.read_bytes()  # read before the folder goes away
     response = send_file(io.BytesIO(data), mimetype="image/png", download_name=f"cutout_{output}.png")
     response.headers["X-Cutout-Model"] = meta["model"]
@@ -292,7 +292,7 @@ def remove_background_video():
     try:
         filename = cutout_video_filename(background, prores)
     except InvalidOptionError as exc:
-        raise _BadRequest(str(exc))
+        raise _BadRequest(str(exc)) from None
     height = None
     if request.form.get("height", "").strip():
         try:
@@ -300,7 +300,7 @@ def remove_background_video():
             if height < 2:
                 raise ValueError
         except ValueError:
-            raise _BadRequest(f"height must be a whole number of pixels >= 2, got {request.form['height']!r}")
+            raise _BadRequest(f"height must be a whole number of pixels >= 2, got {request.form['height']!r}") from None
 
     store = job_store()
     store.expire()

@@ -133,7 +133,7 @@ def write_section(doc: Path, section: str) -> None:
     """Replace our own section of docs/performance.md (other sections belong to other benchmarks)."""
     text = doc.read_text() if doc.exists() else "# Performance\n"
     lines = text.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:

@@ -189,7 +189,7 @@ def test_time_limit_stops_a_job(depth_app, start_worker, tiny_depth_model, tmp_p
         job_timeout_per_frame_s=0.001,
     )
     client = app.test_client()
-    body, job = _long_video_job(client, tmp_path)
+    _body, job = _long_video_job(client, tmp_path)
     assert job["timeout_s"] == 1
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
     final = wait_for_job(client, job["id"], worker=worker)

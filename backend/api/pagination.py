@@ -11,7 +11,7 @@ def page_args(default_per_page: int = 50, max_per_page: int = 500) -> tuple[int,
         page = int(request.args.get("page", 1))
         per_page = int(request.args.get("per_page", default_per_page))
     except ValueError:
-        raise BadRequest("page and per_page must be whole numbers")
+        raise BadRequest("page and per_page must be whole numbers") from None
     if page < 1 or not 1 <= per_page <= max_per_page:
         raise BadRequest(f"page must be >= 1 and per_page between 1 and {max_per_page}")
     return page, per_page

@@ -81,7 +81,7 @@ def depth(item_id: str):
 
 @bp.get("/api/media/<item_id>/depth/info")
 def depth_info(item_id: str):
-    item, asset = _require_depth(item_id)
+    _item, asset = _require_depth(item_id)
     return jsonify(asset_json(asset))
 
 
