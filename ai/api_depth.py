@@ -182,13 +182,13 @@ def depth_of_video():
             src,
             dst,
             model=_model(),
-            source={"filename": secure_filename(original.filename or "") or "upload"},
+            source={"filename": secure_filename((original.filename if original else None) or "") or "upload"},
             **options,
         )
         # Stream the ZIP from an open handle and delete the folder now: the data stays readable
         # until the handle closes, and nothing is left behind even if the client goes away.
         # (Response.call_on_close does not run for send_file's pass-through file responses.)
-        handle = open(dst, "rb")
+        handle = open(dst, "rb")  # noqa: SIM115 (send_file closes it after the response)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     response = send_file(handle, mimetype="application/zip", download_name="depth.zip")

@@ -16,7 +16,7 @@ import subprocess
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Union
+from typing import IO, Any, cast
 
 import numpy as np
 from PIL import Image
@@ -45,7 +45,7 @@ class VideoEncodeError(PipelineError):
     """ffmpeg failed to write the output video; the message carries the end of its log."""
 
 
-ModelArg = Union[str, Any]  # a model name, or a loaded model with predict(image) -> alpha HxW float
+ModelArg = str | Any  # a model name, or a loaded model with predict(image) -> alpha HxW float
 
 
 def parse_background(value: str | None) -> tuple[str, tuple[int, int, int] | None]:
@@ -330,7 +330,7 @@ def video_cutout(
     try:
         first = next(frames)
     except StopIteration:  # iter_video_frames raises for no frames; belt and braces
-        raise InvalidMediaError("no frames could be decoded from the video")
+        raise InvalidMediaError("no frames could be decoded from the video") from None
     frame_h, frame_w = first.image.shape[:2]
     out_w, out_h = frame_w + frame_w % 2, frame_h + frame_h % 2
     pix_in = "rgb24" if bg_rgb is not None else "rgba"
@@ -370,6 +370,7 @@ def video_cutout(
         if isinstance(exc, FileNotFoundError):
             raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
         raise
+    encoder_in = cast(IO[bytes], encoder.stdin)  # a pipe: stdin=PIPE
     stderr = _StderrTail(encoder.stderr)
     stderr.start()
 
@@ -388,11 +389,12 @@ def video_cutout(
                 pixels = np.dstack([frame.image, _alpha_u8(alpha)])
             pixels = _even_pad(pixels, fill)
             try:
-                encoder.stdin.write(pixels.tobytes())
+                encoder_in.write(pixels.tobytes())
             except (BrokenPipeError, ValueError):
                 encoder.wait()
                 stderr.join(timeout=5)
-                raise VideoEncodeError(f"ffmpeg stopped while encoding the cut-out video:\n{stderr.text()}")
+                # ffmpeg's log says why it stopped; the broken pipe adds nothing.
+                raise VideoEncodeError(f"ffmpeg stopped while encoding the cut-out video:\n{stderr.text()}") from None
             count += 1
             progress(count, total, f"removing background {count}/{total if total else '?'}")
 
@@ -401,7 +403,7 @@ def video_cutout(
             process(frame)
 
         progress(count, total, "finishing video")
-        encoder.stdin.close()
+        encoder_in.close()
         returncode = encoder.wait()
         stderr.join(timeout=5)
         if returncode != 0:
@@ -417,7 +419,8 @@ def video_cutout(
             _remove_quietly(dst)
         for pipe in (encoder.stdin, encoder.stderr):
             try:
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
             except (OSError, ValueError):
                 pass
 

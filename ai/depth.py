@@ -168,7 +168,7 @@ class DepthModel(InferenceModel):
         self.mean = IMAGENET_MEAN
         self.std = IMAGENET_STD
         self.keep_aspect_ratio = True
-        self._model = None
+        self._model: Any = None  # the transformers model, once loaded
         self._predict_lock = threading.Lock()  # one forward at a time per model (HTTP threads)
 
     # -- loading ------------------------------------------------------------------------------
@@ -250,7 +250,8 @@ class DepthModel(InferenceModel):
 
         return constrain(scale_h * height), constrain(scale_w * width)
 
-    def _predict(self, images: Sequence[Any], input_size: int | None = None) -> list[np.ndarray]:
+    # Narrower than the base class on purpose: a depth model takes only input_size.
+    def _predict(self, images: Sequence[Any], input_size: int | None = None) -> list[np.ndarray]:  # type: ignore[override]
         """Relative inverse depth (float32, larger = nearer) for each image, at its own HxW."""
         arrays = [_as_rgb_array(image) for image in images]
         results: list[np.ndarray | None] = [None] * len(arrays)

@@ -18,9 +18,10 @@ import queue
 import re
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ffmpeg
 import numpy as np
@@ -84,10 +85,10 @@ def _ffprobe_error(path: Path) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     lines = [
-        re.sub(r"^\[[^\]]+\]\s*", "", l).replace(str(path) + ": ", "").strip()
-        for l in proc.stderr.decode("utf-8", "replace").splitlines()
+        re.sub(r"^\[[^\]]+\]\s*", "", line).replace(str(path) + ": ", "").strip()
+        for line in proc.stderr.decode("utf-8", "replace").splitlines()
     ]
-    return "; ".join(dict.fromkeys(l for l in lines if l))[:300]
+    return "; ".join(dict.fromkeys(line for line in lines if line))[:300]
 
 
 def output_size(info: MediaInfo, height: int | None) -> tuple[int, int]:
@@ -177,24 +178,24 @@ class _StderrReader(threading.Thread):
     def reason(self) -> str:
         """The most telling ffmpeg error line, for a user-facing message."""
         lines = [
-            l
-            for l in self.tail
-            if not l.startswith(
+            line
+            for line in self.tail
+            if not line.startswith(
                 ("Input #", "Output #", "Stream #", "Stream mapping", "Press [q]", "Metadata:", "Duration:")
             )
         ]
         errors = [
-            l
-            for l in lines
+            line
+            for line in lines
             if re.search(
                 r"error|invalid|corrupt|truncat|not found|no such|moov|"
                 r"could not|failed|unsupported|missing",
-                l,
+                line,
                 re.I,
             )
         ]
         chosen = errors[-3:] if errors else lines[-2:]
-        text = "; ".join(re.sub(r"^\[[^\]]+\]\s*", "", l) for l in chosen)
+        text = "; ".join(re.sub(r"^\[[^\]]+\]\s*", "", line) for line in chosen)
         return text[:400] or "ffmpeg gave no reason"
 
 
@@ -209,7 +210,7 @@ def _run_ffmpeg(
     total: int | None,
     stage: str,
     progress: ProgressCallback,
-) -> Iterator[Frame]:
+) -> Generator[Frame, None, None]:
     width, height = size
     stream = ffmpeg.input(str(path), copyts=None, **input_options).video
     for name, args in video_filters:
@@ -217,7 +218,7 @@ def _run_ffmpeg(
     # showinfo before scaling: it reports the source frame's pts. Explicit size: a resolution change
     # mid-stream still yields frames of the size we read.
     stream = stream.filter("showinfo").filter("scale", width, height, flags="bicubic")
-    output_options = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
+    output_options: dict[str, Any] = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
     if max_frames:
         output_options["frames:v"] = int(max_frames)
     cmd = (
@@ -274,7 +275,8 @@ def _run_ffmpeg(
             reader.join(timeout=5)
         for pipe in (proc.stdout, proc.stderr):
             try:
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
             except OSError:
                 pass
 
@@ -306,7 +308,7 @@ def _check_positive(name: str, value, kind=float):
     try:
         number = kind(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
     if not number > 0 or (kind is float and not math.isfinite(number)):
         raise ValueError(f"{name} must be greater than 0, got {value!r}")
     return number
@@ -319,7 +321,7 @@ def extract_frames(
     max_frames: int | None = 30,
     height: int | None = 480,
     progress: ProgressCallback | None = None,
-) -> Iterator[Frame]:
+) -> Generator[Frame, None, None]:
     """Frames sampled from a video, streamed one at a time.
 
     ``method="interval"``: the source frame shown at (or nearest to) times 0, 1/fps, 2/fps, ...
@@ -367,7 +369,7 @@ def extract_frames(
 
 def iter_video_frames(
     path: Path | str, height: int | None = None, progress: ProgressCallback | None = None
-) -> Iterator[Frame]:
+) -> Generator[Frame, None, None]:
     """Every frame of a video at its source rate, upright, with its presentation time.
 
     ``progress`` gets the container's frame count as total (or an estimate from duration x fps,

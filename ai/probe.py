@@ -29,7 +29,7 @@ try:  # HEIC/HEIF/AVIF are common in phone libraries; Pillow needs a plugin for 
         except Exception:  # newer Pillow reads AVIF itself
             pass
 except ImportError:  # pragma: no cover - optional
-    pillow_heif = None
+    pillow_heif = None  # type: ignore[assignment]
 
 try:  # JPEG XL (Immich libraries hold them; ffprobe would otherwise call them one-frame videos).
     import pillow_jxl  # noqa: F401  (registers the JXL opener on import)
@@ -330,8 +330,7 @@ def oriented_image(path: Path | str) -> Image.Image:
     """Open an image with its EXIF orientation applied, as RGB. Raises InvalidMediaError."""
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return im.convert("RGB")
+            return ImageOps.exif_transpose(im).convert("RGB")
     except UnidentifiedImageError:
         return _decode_with_ffmpeg(Path(path)).convert("RGB")
     except (OSError, SyntaxError, ValueError) as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,7 +25,7 @@ from ai.config import DEFAULT_SEGMENTATION_MODEL
 from ai.errors import ModelUnavailableError
 from ai.models import InferenceModel, hub_offline, model_cache
 
-ImageInput = Union[np.ndarray, Image.Image]
+ImageInput = np.ndarray | Image.Image
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ class SegmentationModel(InferenceModel):
         super().__init__(model_name, device=device, model_dir=model_dir, **options)
         self.device = device
         self.model_dir = model_dir
-        self.session = None
+        self.session: Any = None  # the rembg session, once loaded
         self.providers: list[str] = []
 
     def _load(self) -> None:
@@ -277,7 +277,7 @@ class SegmentationModel(InferenceModel):
         except Exception:  # pragma: no cover - informational only
             pass
 
-    def _predict(self, image: ImageInput, **kwargs: Any) -> np.ndarray:
+    def _predict(self, image: ImageInput, /, **kwargs: Any) -> np.ndarray:
         pil = _as_pil_rgb(image)
         mask = self.session.predict(pil)[0]  # L image at the input size (rembg resizes back)
         if mask.size != pil.size:

@@ -6,6 +6,7 @@ import hmac
 import logging
 
 from flask import Flask, Request, current_app, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from ai.errors import InvalidMediaError
@@ -27,13 +28,19 @@ class StreamingRequest(Request):
         return open(path, "w+b")
 
 
+def _json_in_given_order(app: Flask) -> DefaultJSONProvider:
+    provider = DefaultJSONProvider(app)
+    provider.sort_keys = False  # keys in the order the serializers write them
+    return provider
+
+
 def create_app(settings: Settings | None = None, services_: Services | None = None) -> Flask:
     settings = settings or (services_.settings if services_ else get_settings())
     svc = services_ or Services.create(settings)
     app = Flask("parallax", static_folder=None)
     app.request_class = StreamingRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 64 * 1024  # room for multipart framing
-    app.json.sort_keys = False
+    app.json = _json_in_given_order(app)
     app.extensions["parallax"] = svc
 
     for module in (health, media, results, library, jobs, docs, web, immich):

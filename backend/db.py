@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql as pgsql
@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same in every process that migrates.
@@ -54,6 +55,10 @@ class Database:
         with self.connection() as conn:
             return conn.execute(sql, params).fetchone()
 
+    def fetchrow(self, sql: str, params: Any = None) -> dict:
+        """The one row of a query that always returns one (an aggregate, INSERT ... RETURNING)."""
+        return one(self.fetchone(sql, params))
+
     def fetchall(self, sql: str, params: Any = None) -> list[dict]:
         with self.connection() as conn:
             return conn.execute(sql, params).fetchall()
@@ -65,6 +70,14 @@ class Database:
     def ping(self) -> None:
         with self.connection() as conn:
             conn.execute("SELECT 1")
+
+
+def one(row: R | None, what: str = "a row") -> R:
+    """The row of a statement that always returns one (INSERT ... RETURNING, an aggregate, a row
+    locked earlier in the same transaction); LookupError when it did not."""
+    if row is None:
+        raise LookupError(f"expected {what}, got none")
+    return row
 
 
 def jsonb(value: Any) -> Jsonb:
@@ -124,7 +137,8 @@ def check_schema(url: str) -> None:
     fix = "run `python -m backend migrate` (the launcher `python -m backend run` does it for you)"
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            if conn.execute("SELECT to_regclass('schema_migrations') AS t").fetchone()[0] is None:
+            found = conn.execute("SELECT to_regclass('schema_migrations') AS t").fetchone()
+            if found is None or found[0] is None:
                 raise SchemaError(f"the database has no Parallax schema yet: {fix}")
             applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     except psycopg.OperationalError as exc:
@@ -139,7 +153,7 @@ def check_schema(url: str) -> None:
 def ensure_database(url: str) -> bool:
     """Create the database named in ``url`` if the server lacks it. Returns True if it was created."""
     info = psycopg.conninfo.conninfo_to_dict(url)
-    name = info.get("dbname")
+    name = str(info.get("dbname") or "")
     if not name:
         return False
     admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")

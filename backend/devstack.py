@@ -62,7 +62,7 @@ def _as_service_user(cmd: list[str]) -> tuple[list[str], str | None]:
         raise DevStackError(
             "running as root and there is no 'postgres' user to run PostgreSQL as;"
             " install PostgreSQL (apt-get install postgresql) or set DATABASE_URL"
-        )
+        ) from None
     return ["runuser", "-u", "postgres", "--", *cmd], "postgres"
 
 
@@ -73,7 +73,7 @@ class DevStack:
 
     def ensure_postgres(self, url: str) -> bool:
         info = conninfo_to_dict(url)
-        host, port = info.get("host") or "127.0.0.1", int(info.get("port") or 5432)
+        host, port = str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432)
         if reachable(host, port):
             return False
         if host not in LOOPBACK:
@@ -96,7 +96,7 @@ class DevStack:
                     "-D",
                     str(pgdata),
                     "-U",
-                    info.get("user") or "postgres",
+                    str(info.get("user") or "postgres"),
                     "--auth=trust",
                     "-E",
                     "UTF8",
@@ -174,10 +174,10 @@ class DevStack:
         return proc
 
     def stop(self) -> None:
-        for name, proc in reversed(self.processes):
+        for _name, proc in reversed(self.processes):
             if proc.poll() is None:
                 proc.terminate()  # postgres: SIGTERM is a "smart" shutdown; redis saves nothing
-        for name, proc in reversed(self.processes):
+        for _name, proc in reversed(self.processes):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

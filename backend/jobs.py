@@ -15,7 +15,7 @@ from typing import Any
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
-from backend.db import jsonb
+from backend.db import jsonb, one
 from backend.services import Services
 from backend.settings import Settings
 from backend.tasks.registry import TASKS, JobStatus, TaskSpec, queue_name, tasks_for_kind
@@ -149,7 +149,7 @@ def reconcile(services: Services) -> dict[str, int]:
     settings = services.settings
     counts = {"queued": 0, "requeued": 0, "recovered": 0, "failed": 0}
     with services.db.connection() as conn:
-        got = conn.execute("SELECT pg_try_advisory_xact_lock(7231005) AS ok").fetchone()["ok"]
+        got = one(conn.execute("SELECT pg_try_advisory_xact_lock(7231005) AS ok").fetchone())["ok"]
         if not got:
             return counts
         lost = conn.execute(
@@ -203,11 +203,13 @@ def cancel(services: Services, job_id: str) -> dict:
                 f"the job is already {job['status']}; only pending, queued or processing jobs can be cancelled"
             )
         # A running job sees the new status on its next progress report and stops.
-        job = conn.execute(
-            "UPDATE processing_jobs SET status = 'cancelled', stage = 'cancelled', finished_at = now(),"
-            " updated_at = now() WHERE id = %s RETURNING *",
-            (job_id,),
-        ).fetchone()
+        job = one(
+            conn.execute(
+                "UPDATE processing_jobs SET status = 'cancelled', stage = 'cancelled', finished_at = now(),"
+                " updated_at = now() WHERE id = %s RETURNING *",
+                (job_id,),
+            ).fetchone()
+        )
     if job["rq_job_id"]:
         try:
             RQJob.fetch(job["rq_job_id"], connection=services.redis).cancel()
@@ -229,9 +231,9 @@ def retry(services: Services, job_id: str) -> dict:
             ).fetchone()
         ):
             raise JobError("another run of this task is already active for this item")
-        off = disabled_flags(services.settings, job["task"])
-        if off:
-            raise JobError(skip_reason(services.settings, job["task"]), 409, "feature_disabled")
+        reason = skip_reason(services.settings, job["task"])
+        if reason:
+            raise JobError(reason, 409, "feature_disabled")
         conn.execute(
             "UPDATE processing_jobs SET status = 'pending', attempts = 0, last_error = NULL, error_kind = NULL,"
             " progress_done = 0, progress_total = NULL, stage = NULL, started_at = NULL, finished_at = NULL,"
@@ -239,7 +241,7 @@ def retry(services: Services, job_id: str) -> dict:
             (job_id,),
         )
     enqueue(services, [job_id])
-    return get_job(services, job_id)
+    return load_job(services, job_id)
 
 
 def requeue_skipped(services: Services, task: str | None = None) -> list[dict]:
@@ -258,7 +260,7 @@ def requeue_skipped(services: Services, task: str | None = None) -> list[dict]:
             (enabled,),
         ).fetchall()
     enqueue(services, [r["id"] for r in rows])
-    return [get_job(services, r["id"]) for r in rows]
+    return [load_job(services, r["id"]) for r in rows]
 
 
 def reprocess(
@@ -286,7 +288,7 @@ def reprocess(
         for task in tasks:
             created.append(create_job(conn, services.settings, task, item, parameters))
     enqueue(services, [j["id"] for j in created if j["status"] == "pending"])
-    return [get_job(services, j["id"]) for j in created]
+    return [load_job(services, j["id"]) for j in created]
 
 
 def jobs_ahead(services: Services, job_ids: Iterable[Any]) -> dict[str, int]:
@@ -313,6 +315,14 @@ def requeueable_counts(services: Services) -> dict[str, int]:
 
 def get_job(services: Services, job_id: Any) -> dict | None:
     return services.db.fetchone("SELECT * FROM processing_jobs WHERE id = %s", (job_id,))
+
+
+def load_job(services: Services, job_id: Any) -> dict:
+    """A job that must exist (just created or changed); JobError 404 if it was deleted meanwhile."""
+    job = get_job(services, job_id)
+    if job is None:
+        raise JobError("no such job", 404, "not_found")
+    return job
 
 
 def queue_stats(services: Services) -> dict:

@@ -17,7 +17,7 @@ import psycopg
 from ai.errors import InvalidMediaError
 from ai.probe import MediaInfo, probe_media
 from backend import jobs, thumbnails
-from backend.db import jsonb
+from backend.db import jsonb, one
 from backend.services import Services
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def ingest_file(
                         "meta": jsonb({"probe": info.extra, **(metadata or {})}),
                     },
                 ).fetchone()
-                created_jobs = jobs.create_jobs_for_item(conn, services.settings, item)
+                created_jobs = jobs.create_jobs_for_item(conn, services.settings, one(item))
                 services.storage.place(tmp_path, rel)
         except psycopg.errors.UniqueViolation:
             # The same bytes arrived twice at once; the other request stored them.
@@ -171,7 +171,7 @@ def ingest_file(
             return IngestResult(existing, created=False)
         thumbnails.make_quietly(services.storage, rel, info.mime_type, info.duration)
         jobs.enqueue(services, [j["id"] for j in created_jobs if j["status"] == "pending"])
-        return IngestResult(item, created=True, jobs=[jobs.get_job(services, j["id"]) for j in created_jobs])
+        return IngestResult(one(item), created=True, jobs=[jobs.load_job(services, j["id"]) for j in created_jobs])
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -237,6 +237,7 @@ def replace_original(
                     "id": item["id"],
                 },
             ).fetchone()
+            updated = one(updated)
             created_jobs = jobs.create_jobs_for_item(conn, services.settings, updated)
             services.storage.place(tmp_path, rel)
         if item["storage_path"] != rel:
@@ -247,7 +248,7 @@ def replace_original(
             services.storage.remove(thumbnails.thumbnail_rel(row["path"]))
         thumbnails.make_quietly(services.storage, rel, info.mime_type, info.duration)
         jobs.enqueue(services, [j["id"] for j in created_jobs if j["status"] == "pending"])
-        return IngestResult(updated, created=False, jobs=[jobs.get_job(services, j["id"]) for j in created_jobs])
+        return IngestResult(updated, created=False, jobs=[jobs.load_job(services, j["id"]) for j in created_jobs])
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -22,7 +22,7 @@ class Storage:
         self.tmp.mkdir(parents=True, exist_ok=True)
         return self
 
-    def item_rel(self, item_id: str) -> str:
+    def item_rel(self, item_id: str | uuid.UUID) -> str:
         item_id = str(item_id)
         return f"items/{item_id[:2]}/{item_id}"
 

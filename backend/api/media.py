@@ -35,7 +35,7 @@ def item_detail(item: dict) -> dict:
     svc = services()
     job_rows = svc.db.fetchall("SELECT * FROM processing_jobs WHERE media_id = %s ORDER BY created_at", (item["id"],))
     assets = svc.db.fetchall("SELECT * FROM derived_assets WHERE media_id = %s ORDER BY kind, variant", (item["id"],))
-    status = svc.db.fetchone(f"SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = %s", (item["id"],))
+    status = svc.db.fetchrow(f"SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = %s", (item["id"],))
     ahead = jobs.jobs_ahead(svc, [j["id"] for j in job_rows if j["status"] == "queued"])
     return {
         "item": item_json({**item, "status": status["status"]}, svc.settings),
@@ -85,7 +85,7 @@ def list_media():
     total = (
         rows[0]["total"]
         if rows
-        else svc.db.fetchone(
+        else svc.db.fetchrow(
             f"""SELECT count(*) AS n FROM media_items m
             CROSS JOIN LATERAL (SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = m.id) s
             WHERE (%(kind)s::text IS NULL OR m.kind = %(kind)s) AND (%(status)s::text IS NULL OR s.status = %(status)s)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from backend.db import one
 from backend.services import Services
 from backend.settings import Settings
 
@@ -99,7 +100,7 @@ def cmd_immich_import(settings: Settings, args) -> int:
             print(f"follow it with: parallax watch {job['id']}  (a worker must be running)")
             return 0
         status = args.follow_job(services, str(job["id"]))
-        run = get_run(services, run["id"])
+        run = one(get_run(services, run["id"]), "the import run")
         print(_run_line(run))
         for line in (
             _reasons("failed", run["failures"], run["failed"])

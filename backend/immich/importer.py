@@ -38,7 +38,7 @@ import psycopg
 
 from ai.errors import Cancelled, InvalidMediaError, PipelineError
 from backend import jobs
-from backend.db import jsonb
+from backend.db import jsonb, one
 from backend.immich.client import (
     ImmichAlbum,
     ImmichAsset,
@@ -188,7 +188,10 @@ def make_client(settings: Settings, **kwargs) -> ImmichClient:
         raise ImmichImportError(not_configured_message(settings))
     try:
         return ImmichClient(
-            settings.immich_url, settings.secret("immich_api_key"), public_url=settings.immich_public_url, **kwargs
+            settings.immich_url or "",
+            settings.secret("immich_api_key") or "",
+            public_url=settings.immich_public_url,
+            **kwargs,
         )
     except ImmichError as exc:  # a malformed URL
         raise ImmichImportError(str(exc)) from None
@@ -272,7 +275,7 @@ def start_import(
             raise ImportAlreadyRunning(running)
         run, job = _create_run(conn, settings, mode, albums, trigger, page_size)
     jobs.enqueue(services, [job["id"]])
-    return get_run(services, run["id"]), jobs.get_job(services, job["id"])
+    return one(get_run(services, run["id"])), jobs.load_job(services, job["id"])
 
 
 def maybe_schedule_sync(services: Services) -> dict | None:
@@ -286,16 +289,18 @@ def maybe_schedule_sync(services: Services) -> dict | None:
     if interval <= 0 or not is_configured(settings):
         return None
     with services.db.connection() as conn:
-        if not conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (RUN_LOCK_ID,)).fetchone()["ok"]:
+        if not one(conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (RUN_LOCK_ID,)).fetchone())["ok"]:
             return None  # another process is deciding right now
-        due = conn.execute(
-            "SELECT NOT EXISTS (SELECT 1 FROM immich_import_runs r JOIN processing_jobs j ON j.id = r.job_id"
-            "                   WHERE r.status IN ('queued', 'running')"
-            "                   AND j.status IN ('pending', 'queued', 'processing'))"
-            " AND COALESCE((SELECT max(COALESCE(started_at, created_at)) FROM immich_import_runs)"
-            "              < now() - make_interval(mins => %s), true) AS due",
-            (interval,),
-        ).fetchone()["due"]
+        due = one(
+            conn.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM immich_import_runs r JOIN processing_jobs j ON j.id = r.job_id"
+                "                   WHERE r.status IN ('queued', 'running')"
+                "                   AND j.status IN ('pending', 'queued', 'processing'))"
+                " AND COALESCE((SELECT max(COALESCE(started_at, created_at)) FROM immich_import_runs)"
+                "              < now() - make_interval(mins => %s), true) AS due",
+                (interval,),
+            ).fetchone()
+        )["due"]
         if not due:
             return None
         settle_orphaned_runs(conn)
@@ -457,8 +462,15 @@ class ImportRun:
         log.info("Immich import run %s %s: %s", run_id, result["summary"], self.counters.as_dict())
         return result
 
+    @property
+    def api(self) -> ImmichClient:
+        """The client of this run (made when it starts)."""
+        if self.client is None:
+            raise RuntimeError("the Immich client is made when the run starts")
+        return self.client
+
     def _import(self) -> dict:
-        client = self.client
+        client = self.api
         albums = list(self.run["album_ids"] or [])
         page_size = int(self.ctx.param("page_size", DEFAULT_PAGE_SIZE))
         self.ctx.progress(0, None, "connecting to Immich", force=True)
@@ -534,7 +546,7 @@ class ImportRun:
             since = row["last_success_at"] if incremental and row else None
             return [Scope(LIBRARY_SCOPE, None, since)]
         try:
-            current = {album.id: album for album in self.client.albums()}
+            current = {album.id: album for album in self.api.albums()}
         except ImmichPermissionError:  # without album.read, membership cannot be compared: list in full
             current = {}
         scopes = []
@@ -546,13 +558,13 @@ class ImportRun:
                 and row["album_updated_at"] == album.updated_at
                 and row["album_asset_count"] == album.asset_count
             )
-            since = row["last_success_at"] if incremental and unchanged else None
+            since = row["last_success_at"] if row is not None and incremental and unchanged else None
             scopes.append(Scope(album_id, album_id, since, album))
         return scopes
 
     def _expected_total(self) -> int | None:
         try:
-            stats = self.client.statistics()
+            stats = self.api.statistics()
         except ImmichError:  # only a progress hint; the listing will tell if something is wrong
             return None
         return stats.total if stats else None
@@ -675,7 +687,7 @@ class ImportRun:
         tmp = self.services.storage.temp_path(".immich", prefix=f"job-{self.ctx.job_id}-")
         try:
             if not needs_fullsize(asset) or asset.is_video:
-                self.client.download_original(asset.id, tmp)
+                self.api.download_original(asset.id, tmp)
                 try:
                     return self._store(asset, existing, tmp, RENDITION_ORIGINAL)
                 except InvalidMediaError as exc:
@@ -687,7 +699,7 @@ class ImportRun:
                         asset.original_mime_type,
                         exc,
                     )
-            self.client.download_fullsize(asset.id, tmp)
+            self.api.download_fullsize(asset.id, tmp)
             return self._store(asset, existing, tmp, RENDITION_FULLSIZE)
         finally:
             tmp.unlink(missing_ok=True)  # ingest consumes it; this covers a failed download
@@ -785,7 +797,7 @@ class ImportRun:
         for number, item in enumerate(missing, 1):
             self.ctx.progress(self.counters.seen, None, f"checking {number}/{len(missing)} assets missing in Immich")
             try:
-                asset = self.client.asset(item["immich_asset_id"])
+                asset = self.api.asset(item["immich_asset_id"])
             except ImmichNotFound:
                 reason = "deleted"
             else:
@@ -821,7 +833,7 @@ class ImportRun:
                 " VALUES (%s, %s, 'running', now(), %s, %s) RETURNING *",
                 (run_id or uuid.uuid4(), mode, self.ctx.job_id, albums),
             )
-        return run
+        return one(run)
 
     _COUNTER_SQL = (
         "seen = %(seen)s, imported = %(imported)s, unchanged = %(unchanged)s, skipped = %(skipped)s,"
@@ -851,12 +863,14 @@ class ImportRun:
     def _finish(self, status: str, error: str | None = None) -> dict:
         c = self.counters
         with self.services.db.connection() as conn:
-            run = conn.execute(
-                f"UPDATE immich_import_runs SET status = %(status)s, error = %(error)s, {self._COUNTER_SQL},"
-                " finished_at = CASE WHEN %(status)s IN ('queued', 'running') THEN NULL ELSE now() END"
-                " WHERE id = %(id)s RETURNING *",
-                {**self._counter_values(), "status": status, "error": error},
-            ).fetchone()
+            run = one(
+                conn.execute(
+                    f"UPDATE immich_import_runs SET status = %(status)s, error = %(error)s, {self._COUNTER_SQL},"
+                    " finished_at = CASE WHEN %(status)s IN ('queued', 'running') THEN NULL ELSE now() END"
+                    " WHERE id = %(id)s RETURNING *",
+                    {**self._counter_values(), "status": status, "error": error},
+                ).fetchone()
+            )
             if status != "completed":
                 return run
             # Each scope's next incremental listing starts from this run's start, or from the oldest

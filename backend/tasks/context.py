@@ -13,7 +13,7 @@ from typing import Any
 
 from ai.errors import Cancelled
 from backend import thumbnails
-from backend.db import jsonb
+from backend.db import jsonb, one
 from backend.services import Services
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,15 @@ class TaskContext:
         return str(self.job["id"])
 
     @property
+    def media(self) -> dict:
+        """The job's media item; every task but an Immich import has one (checked before it runs)."""
+        if self.item is None:
+            raise RuntimeError(f"job {self.job_id} ({self.job['task']}) has no media item")
+        return self.item
+
+    @property
     def source_path(self) -> Path:
-        return self.services.storage.path(self.item["storage_path"])
+        return self.services.storage.path(self.media["storage_path"])
 
     def param(self, name: str, default: Any) -> Any:
         value = self.parameters.get(name)
@@ -93,7 +100,8 @@ class TaskContext:
         same kind and variant: the file is renamed into place and the row upserted, so a rerun never
         leaves a half-written file or a duplicate row."""
         storage = self.services.storage
-        rel = f"{storage.item_rel(self.item['id'])}/{filename}"
+        item_id = self.media["id"]
+        rel = f"{storage.item_rel(item_id)}/{filename}"
         size = tmp.stat().st_size
         with self.services.db.connection() as conn:
             # Only a job still running may publish (a cancelled one must not).
@@ -104,7 +112,7 @@ class TaskContext:
                 raise Cancelled(f"job {self.job_id} was cancelled")
             old = conn.execute(
                 "SELECT path FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = %s",
-                (self.item["id"], kind, variant),
+                (item_id, kind, variant),
             ).fetchone()
             row = conn.execute(
                 "INSERT INTO derived_assets (id, media_id, job_id, kind, variant, model, parameters, path, mime_type,"
@@ -115,7 +123,7 @@ class TaskContext:
                 " metadata = EXCLUDED.metadata, created_at = now() RETURNING *",
                 (
                     uuid.uuid4(),
-                    self.item["id"],
+                    item_id,
                     self.job_id,
                     kind,
                     variant,
@@ -134,7 +142,7 @@ class TaskContext:
             storage.remove(old["path"])
             storage.remove(thumbnails.thumbnail_rel(old["path"]))
         thumbnails.make_quietly(storage, rel, mime_type, (metadata or {}).get("duration"))
-        return row
+        return one(row)
 
     def heartbeat(self) -> None:
         self.services.db.execute(

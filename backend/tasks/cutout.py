@@ -64,7 +64,7 @@ def video_cutout(ctx: TaskContext) -> dict:
     variant = str(ctx.param("background", ctx.settings.cutout_video_background)).lower().lstrip("#")
     prores = bool(ctx.param("prores", False))
     model_name = ctx.param("model", ctx.settings.segmentation_model)
-    ctx.progress(0, ctx.item.get("frame_count"), "loading model", force=True)
+    ctx.progress(0, ctx.media.get("frame_count"), "loading model", force=True)
     model = segmentation_model(ctx.settings, model_name)
     model.load()
     background = _background(variant)

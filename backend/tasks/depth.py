@@ -68,7 +68,7 @@ def video_depth(ctx: TaskContext) -> dict:
         tmp,
         model=model,
         progress=ctx.progress,
-        source={"media_id": str(ctx.item["id"]), "filename": ctx.item["original_filename"]},
+        source={"media_id": str(ctx.media["id"]), "filename": ctx.media["original_filename"]},
         **params,
     )
     ctx.progress(manifest.get("frame_count", 0), manifest.get("frame_count", 0), "saving", force=True)
