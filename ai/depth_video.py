@@ -15,7 +15,7 @@ and depth stay in sync by construction and one decoder serves both.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,7 @@ def iter_video_depth(
     stabilizer: DepthStabilizer | None = None,
     cut_detector: SceneCutDetector | None = None,
     input_size: int | None = None,
-) -> Iterator[DepthFrame]:
+) -> Generator[DepthFrame, None, None]:
     """Every frame of ``src`` in order with its stabilised depth (see the module docstring).
 
     Raises InvalidMediaError for a file that is not a decodable video, ValueError for bad options.
@@ -129,8 +129,9 @@ def iter_video_depth(
                 depth = last_key.depth  # the end of the video, or of a shot: hold
             else:
                 span = following.frame.time - last_key.frame.time
-                weight = (head.frame.time - last_key.frame.time) / span if span > 0 else 0.0
-                weight = np.float32(min(max(weight, 0.0), 1.0))
+                progress_in_span = (head.frame.time - last_key.frame.time) / span if span > 0 else 0.0
+                weight = np.float32(min(max(progress_in_span, 0.0), 1.0))
+                assert following.depth is not None  # a key frame after this one: its depth is known
                 depth = (1 - weight) * last_key.depth + weight * following.depth
             yield DepthFrame(head.frame, depth, False, False)
 

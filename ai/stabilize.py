@@ -218,6 +218,7 @@ class DepthStabilizer:
             self.cuts += int(cut)
             self._anchor = None
         else:
+            assert previous is not None  # new_shot covers the first frame
             # Fit to an anchor frame, not frame to frame: chained fits let small errors add up into a
             # drift. The anchor moves on when too little of the picture still matches it.
             anchor = self._anchor or previous

@@ -154,6 +154,7 @@ class H264Writer:
             self._process.stdin.write(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
         except (BrokenPipeError, ValueError):
             self._process.wait()
+            assert self._stderr is not None  # started with the process
             self._stderr.join(timeout=5)
             raise VideoEncodeError(f"ffmpeg stopped while encoding the {self.label}:\n{self._stderr.text()}") from None
         self.frames += 1
@@ -162,7 +163,7 @@ class H264Writer:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         process, stderr = self._process, self._stderr
-        assert process is not None and stderr is not None
+        assert process is not None and stderr is not None and process.stdin is not None
         finished = False
         try:
             if kind is None:
@@ -185,7 +186,8 @@ class H264Writer:
                 remove_quietly(self.dst)
             for pipe in (process.stdin, process.stderr):
                 try:
-                    pipe.close()
+                    if pipe is not None:
+                        pipe.close()
                 except (OSError, ValueError):
                     pass
 

@@ -20,7 +20,9 @@ class Services:
     db: Database
     redis: Redis
     storage: Storage
-    _queues: dict[str, Queue] = field(default_factory=dict, repr=False)
+    # Not an init field: a copy made with dataclasses.replace (other settings, another Redis) gets
+    # its own queues, bound to its own connection.
+    _queues: dict[str, Queue] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def create(cls, settings: Settings, pool_size: int = 10) -> Services:

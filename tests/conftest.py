@@ -126,7 +126,7 @@ def make_app(services):
 
     def build(**overrides):
         settings = services.settings.replace(**overrides)
-        svc = dataclasses.replace(services, settings=settings, _queues={})
+        svc = dataclasses.replace(services, settings=settings)
         svc.__dict__.pop("queue", None)
         return create_app(settings, svc)
 

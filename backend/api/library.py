@@ -9,9 +9,9 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, NotFound
 
 from backend import thumbnails
+from backend.api.common import api_error, services
 from backend.api.media import get_item_or_404
 from backend.api.pagination import choice_arg
-from backend.api.common import api_error, services
 from backend.serializers import asset_download_name, item_thumbnail_url
 
 bp = Blueprint("library", __name__)
