@@ -3,9 +3,13 @@
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
-from tests.conftest import worker_env
+import psycopg
+from psycopg import sql as pgsql
+
+from tests.conftest import with_database, worker_env
 from tests.media_factory import make_photo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,12 +116,25 @@ def test_bad_ids_and_values_are_explained(make_app):
         _no_traceback(out)
 
 
-def test_database_and_redis_outages_are_one_line_reports(make_app, tmp_path):
+def test_database_and_redis_outages_are_one_line_reports(make_app, services, tmp_path):
     settings = _settings(make_app, database_url="postgresql://ann:s3cret@127.0.0.1:1/parallax")
     down = _cli(settings, "list")
     assert down.returncode == 3 and "cannot reach the database at postgresql://127.0.0.1:1/parallax" in down.stderr
     assert "s3cret" not in down.stderr
     _no_traceback(down)
+
+    empty = f"parallax_cli_empty_{uuid.uuid4().hex[:8]}"  # exists, but `migrate` never ran
+    with psycopg.connect(services.settings.database_url, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(empty)))
+    try:
+        unmigrated = _cli(
+            _settings(make_app, database_url=with_database(services.settings.database_url, empty)), "list"
+        )
+    finally:
+        with psycopg.connect(services.settings.database_url, autocommit=True) as conn:
+            conn.execute(pgsql.SQL("DROP DATABASE {} WITH (FORCE)").format(pgsql.Identifier(empty)))
+    assert unmigrated.returncode == 2 and "python -m backend migrate" in unmigrated.stderr
+    _no_traceback(unmigrated)
 
     no_redis = _settings(make_app, redis_url="redis://127.0.0.1:1/0", enable_depth=True)
     stored = _cli(no_redis, "upload", str(make_photo(tmp_path / "p.jpg")))
