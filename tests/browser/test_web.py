@@ -369,6 +369,7 @@ def test_banner_says_when_work_cannot_run(make_app, services, page, tmp_path):
         page.set_input_files("#file-input", str(make_photo(tmp_path / "later.jpg", seed=2)))
         row = page.locator(".upload[data-state='done']", has_text="later.jpg")
         row.wait_for()
+        assert "waits for the job queue" in row.locator(".upload-status").inner_text()
         card = page.locator(f".card[data-item-id='{row.get_attribute('data-item-id')}']")
         card.locator(".job[data-task='depth']", has_text="waiting for the job queue").wait_for()
 

@@ -148,7 +148,10 @@ async function runUpload({ file, row, bar, statusText }) {
     setProgress(bar, 1);
     const item = result?.item;
     row.dataset.itemId = item?.id ?? '';
-    finishUploadRow(row, statusText, 'done', result?.duplicate ? 'already in library' : 'uploaded');
+    // "pending" after an upload means the job queue could not be reached: the work waits for it.
+    const waiting = (result?.jobs || []).some((job) => job.status === 'pending');
+    finishUploadRow(row, statusText, 'done',
+      result?.duplicate ? 'already in library' : waiting ? 'uploaded; its processing waits for the job queue' : 'uploaded');
     if (item) {
       row.querySelector('.upload-name').replaceChildren(h('a', { href: `/items/${item.id}` }, file.name));
     }
