@@ -16,6 +16,7 @@ from backend.db import SchemaError
 from backend.immich.cli import add_commands as add_immich_commands
 from backend.jobs import ACTIVE, FINISHED, TASKS
 from backend.settings import Settings, SettingsError, get_settings, url_without_credentials
+from backend.tasks.registry import QUEUE_PRIORITY
 
 TERMINAL = FINISHED
 JOB_STATUSES = ACTIVE + FINISHED
@@ -75,7 +76,13 @@ def cmd_worker(settings: Settings, args) -> int:
 
     services = _services(settings)
     try:
-        run_worker(services, burst=args.burst, preload=args.preload, reconcile_s=args.reconcile_interval)
+        run_worker(
+            services,
+            burst=args.burst,
+            preload=args.preload,
+            reconcile_s=args.reconcile_interval,
+            queues=args.queue or None,
+        )
     finally:
         services.close()
     return 0
@@ -488,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     p.add_argument("--preload", action="store_true", help="load the enabled models before the first job")
     p.add_argument("--reconcile-interval", type=float, default=None, help="seconds between recovery sweeps")
+    p.add_argument(
+        "--queue",
+        action="append",
+        choices=QUEUE_PRIORITY,
+        help="only this queue (repeatable; default all, highest priority first: import, default, bulk)",
+    )
     p.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="create the database if needed and apply migrations").set_defaults(func=cmd_migrate)
     p = sub.add_parser("health", help="check database, Redis, workers and ffmpeg")

@@ -18,7 +18,15 @@ from rq.job import Job as RQJob
 from backend.db import jsonb, one
 from backend.services import Services
 from backend.settings import Settings
-from backend.tasks.registry import TASKS, JobStatus, TaskSpec, queue_name, tasks_for_kind
+from backend.tasks.registry import (
+    QUEUE_PRIORITY,
+    TASKS,
+    JobStatus,
+    TaskSpec,
+    job_queue,
+    queue_name,
+    tasks_for_kind,
+)
 
 __all__ = ["ACTIVE", "FINISHED", "TASKS", "JobError", "JobStatus", "TaskSpec", "tasks_for_kind"]
 
@@ -106,13 +114,15 @@ def enqueue(services: Services, job_ids: Iterable[Any]) -> int:
         with services.db.connection() as conn:
             row = conn.execute(
                 "UPDATE processing_jobs SET status = 'queued', queued_at = now(), rq_job_id = %s,"
-                " updated_at = now() WHERE id = %s AND status IN ('pending', 'queued') RETURNING timeout_s, task",
+                " updated_at = now() WHERE id = %s AND status IN ('pending', 'queued') RETURNING timeout_s, task,"
+                " (SELECT source FROM media_items m WHERE m.id = media_id) AS source",
                 (rq_id, job_id),
             ).fetchone()
             if row is None:
                 continue
+            queue = queue_name(services.settings, job_queue(row["task"], row["source"]))
             try:
-                services.queue_for(queue_name(services.settings, row["task"])).enqueue(
+                services.queue_for(queue).enqueue(
                     RUN_JOB,
                     str(job_id),
                     job_id=rq_id,
@@ -292,13 +302,23 @@ def reprocess(
 
 
 def jobs_ahead(services: Services, job_ids: Iterable[Any]) -> dict[str, int]:
-    """For each queued job among ``job_ids``: how many queued jobs were sent to the queue before it
-    (the queue is first in, first out), i.e. its place in the line."""
+    """For each queued job among ``job_ids``: how many queued jobs a worker takes before it (those
+    in higher-priority queues, and those sent to its own queue earlier), i.e. its place in the line."""
+    ranks = [
+        (task, immich, QUEUE_PRIORITY.index(job_queue(task, "immich" if immich else None)))
+        for task in TASKS
+        for immich in (False, True)
+    ]
     rows = services.db.fetchall(
-        "SELECT j.id, (SELECT count(*) FROM processing_jobs o WHERE o.status = 'queued'"
-        " AND (o.queued_at, o.id) < (j.queued_at, j.id)) AS ahead"
-        " FROM processing_jobs j WHERE j.id = ANY(%s::uuid[]) AND j.status = 'queued'",
-        ([str(i) for i in job_ids],),
+        "WITH rank(task, immich, rank) AS (SELECT * FROM unnest(%s::text[], %s::bool[], %s::int[])),"
+        " line AS (SELECT j.id, j.queued_at, r.rank FROM processing_jobs j"
+        "   LEFT JOIN media_items m ON m.id = j.media_id"
+        "   JOIN rank r ON r.task = j.task AND r.immich = (m.source IS NOT DISTINCT FROM 'immich')"
+        "   WHERE j.status = 'queued')"
+        " SELECT j.id, (SELECT count(*) FROM line o WHERE o.rank < j.rank"
+        "   OR (o.rank = j.rank AND (o.queued_at, o.id) < (j.queued_at, j.id))) AS ahead"
+        " FROM line j WHERE j.id = ANY(%s::uuid[])",
+        ([r[0] for r in ranks], [r[1] for r in ranks], [r[2] for r in ranks], [str(i) for i in job_ids]),
     )
     return {str(r["id"]): r["ahead"] for r in rows}
 
@@ -333,7 +353,7 @@ def queue_stats(services: Services) -> dict:
         by_status[r["status"]] = by_status.get(r["status"], 0) + r["n"]
         by_task.setdefault(r["task"], {})[r["status"]] = r["n"]
     try:
-        redis_depth = services.queue.count
+        redis_depth = sum(queue.count for queue in services.all_queues())
         workers = live_workers(services)
     except Exception:
         redis_depth, workers = None, []
@@ -344,7 +364,8 @@ def live_workers(services: Services) -> list[dict]:
     from rq import Worker
 
     out = []
-    for w in Worker.all(queue=services.queue):
+    workers = {w.name: w for queue in services.all_queues() for w in Worker.all(queue=queue)}
+    for w in workers.values():
         out.append(
             {
                 "name": w.name,

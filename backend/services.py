@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -11,7 +12,7 @@ from rq import Queue
 from backend.db import Database, check_schema
 from backend.settings import Settings
 from backend.storage import Storage
-from backend.tasks.registry import TASKS, queue_name
+from backend.tasks.registry import QUEUE_PRIORITY, queue_name
 
 
 @dataclass
@@ -46,10 +47,11 @@ class Services:
             self._queues[name] = Queue(name, connection=self.redis)
         return self._queues[name]
 
-    def all_queues(self) -> list[Queue]:
-        """Every queue a task of the registry goes to (what a worker listens on)."""
-        names = dict.fromkeys(queue_name(self.settings, task) for task in TASKS)
-        return [self.queue_for(name) for name in names]
+    def all_queues(self, only: Iterable[str] | None = None) -> list[Queue]:
+        """The queues a worker listens on, highest priority first (RQ takes the next job from the
+        first queue that has one): every queue, or those named in ``only``."""
+        wanted = QUEUE_PRIORITY if only is None else [q for q in QUEUE_PRIORITY if q in set(only)]
+        return [self.queue_for(queue_name(self.settings, q)) for q in wanted]
 
     def close(self) -> None:
         self.db.close()

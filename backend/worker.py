@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 
 from redis import Redis
 from rq import SimpleWorker
@@ -104,16 +105,22 @@ def preload_models(services: Services) -> None:
 
 
 def run_worker(
-    services: Services, burst: bool = False, preload: bool = False, reconcile_s: float | None = None
+    services: Services,
+    burst: bool = False,
+    preload: bool = False,
+    reconcile_s: float | None = None,
+    queues: Iterable[str] | None = None,
 ) -> bool:
+    """Work until stopped. ``queues`` (default: all) names the queues to listen on; they are taken
+    in priority order whatever order they are given in (see registry.QUEUE_PRIORITY)."""
     runner.set_services(services)
     if preload:
         preload_models(services)
     supervisor = Supervisor(services, reconcile_s=reconcile_s or 10.0)
     supervisor.start()
-    queues = services.all_queues()
-    worker = ParallaxWorker(queues, connection=services.redis, name=f"parallax.{worker_name()}")
-    log.info("worker %s listening on queue(s) %s", worker.name, ", ".join(q.name for q in queues))
+    listened = services.all_queues(queues)
+    worker = ParallaxWorker(listened, connection=services.redis, name=f"parallax.{worker_name()}")
+    log.info("worker %s listening on queue(s) %s, in that order", worker.name, ", ".join(q.name for q in listened))
     try:
         return worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
     finally:

@@ -146,9 +146,10 @@ def client(app):
 class WorkerProcess:
     """A real ``python -m backend worker`` process with the test's settings."""
 
-    def __init__(self, settings, extra_env: dict | None = None) -> None:
+    def __init__(self, settings, extra_env: dict | None = None, args: tuple[str, ...] = ()) -> None:
         self.settings = settings
         self.extra_env = extra_env or {}
+        self.args = args  # more ``worker`` options, e.g. ("--queue", "import")
         self.proc: subprocess.Popen | None = None
         self.log_path = Path(settings.data_dir) / f"worker-{uuid.uuid4().hex[:6]}.log"
 
@@ -157,7 +158,7 @@ class WorkerProcess:
         env.pop("API_KEY", None)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop(), after the process ends)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend", "worker", "--reconcile-interval", "1"],
+            [sys.executable, "-m", "backend", "worker", "--reconcile-interval", "1", *self.args],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -193,8 +194,8 @@ class WorkerProcess:
 def start_worker(services):
     started: list[WorkerProcess] = []
 
-    def start(settings=None, **env) -> WorkerProcess:
-        worker = WorkerProcess(settings or services.settings, {k: str(v) for k, v in env.items()}).start()
+    def start(settings=None, args: tuple[str, ...] = (), **env) -> WorkerProcess:
+        worker = WorkerProcess(settings or services.settings, {k: str(v) for k, v in env.items()}, args).start()
         started.append(worker)
         return worker
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for_job, worker_env
 from tests.fake_immich import fake_immich, fake_immich_factory  # noqa: F401 (fixtures)
 from tests.immich_helpers import (
     cli,
@@ -20,6 +22,7 @@ from tests.immich_helpers import (
     sha256,
     start_import,
 )
+from tests.media_factory import make_photo
 
 pytestmark = pytest.mark.slow
 
@@ -293,3 +296,46 @@ def test_connection_test_checks_the_keys_permissions(make_app, fake_immich):
     assert tested["ok"] is True and tested["statistics"] is None and tested["user"]["name"] == "Owner"
     assert len(tested["warnings"]) == 1 and tested["warnings"][0].startswith("asset counts unavailable: ")
     assert fake.api_key not in json.dumps(tested) + result.stdout + result.stderr
+
+
+def test_imports_and_uploads_go_before_the_bulk_backlog(
+    make_app, fake_immich, start_worker, tiny_depth_model, tmp_path
+):
+    fake = fake_immich
+    for _ in range(5):
+        fake.add_photo()
+    app = immich_app(
+        make_app, fake, enable_depth=True, enable_background_removal=False, depth_model=str(tiny_depth_model)
+    )
+    client = app.test_client()
+    settings = app.extensions["parallax"].settings
+    env = worker_env(tiny_depth_model)
+
+    # A worker for the import queue alone: it imports, and the items' depth jobs pile up as the
+    # bulk backlog.
+    importer_only = start_worker(settings, args=("--queue", "import"), **env)
+    finished_run(client, start_import(client), importer_only)
+    importer_only.stop()
+    backlog = client.get("/api/jobs?task=depth&per_page=100").get_json()["jobs"]
+    assert len(backlog) == 5 and {j["status"] for j in backlog} == {"queued"}
+    assert "listening on queue(s) " + f"{settings.queue_name}-import, in that order" in importer_only.log()
+
+    # Behind it: a photo someone uploads, then another import.
+    photo = make_photo(Path(tmp_path) / "upload.jpg", 96, 64, seed=7)
+    with open(photo, "rb") as fh:
+        uploaded = client.post("/api/media/upload", data={"media": (fh, "upload.jpg")}).get_json()
+    [upload_job] = [j for j in uploaded["jobs"] if j["task"] == "depth"]
+    fake.set_clock(datetime.now(UTC))
+    fake.add_photo()
+    second = start_import(client)
+    place = {j["id"]: j["jobs_ahead"] for j in client.get("/api/jobs?per_page=100").get_json()["jobs"]}
+    assert place[second["job"]["id"]] == 0 and place[upload_job["id"]] == 1
+    assert sorted(place[j["id"]] for j in backlog) == [2, 3, 4, 5, 6]
+
+    # One worker on every queue takes the import first, then the upload's work, then the backlog.
+    worker = start_worker(settings, **env)
+    finished_run(client, second, worker)
+    done = [wait_for_job(client, j["id"], worker=worker) for j in [second["job"], upload_job, *backlog]]
+    assert {j["status"] for j in done} == {"completed"}, done
+    import_job, upload_depth, *bulk = done
+    assert import_job["started_at"] < upload_depth["started_at"] < min(j["started_at"] for j in bulk)

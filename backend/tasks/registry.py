@@ -42,7 +42,13 @@ FLAGS = {
     "ENABLE_BACKGROUND_REMOVAL": "enable_background_removal",
     "ENABLE_EXPERIMENTAL_VIDEO": "enable_experimental_video",
 }
+# RQ queues, in the order a worker takes work from them (see docs/architecture.md "Queues"): Immich
+# imports (and their retries, and the periodic sync) first, then work on what people upload or ask
+# for, then the bulk backlog: the results of items imported from Immich.
+IMPORT_QUEUE = "import"
 DEFAULT_QUEUE = "default"  # the configured QUEUE_NAME
+BULK_QUEUE = "bulk"
+QUEUE_PRIORITY = (IMPORT_QUEUE, DEFAULT_QUEUE, BULK_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ TASKS: dict[str, TaskSpec] = {
             ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_BACKGROUND_REMOVAL"),
             "Cut-out video",
         ),
-        TaskSpec("immich_import", "backend.tasks.immich_import:run_import", None, (), "Immich import"),
+        TaskSpec("immich_import", "backend.tasks.immich_import:run_import", None, (), "Immich import", IMPORT_QUEUE),
     )
 }
 
@@ -97,7 +103,15 @@ def tasks_for_kind(kind: str) -> list[TaskSpec]:
     return [t for t in TASKS.values() if t.media_kind == kind]
 
 
-def queue_name(settings: Settings, task: str) -> str:
-    """The RQ queue a task's jobs go to: QUEUE_NAME for the default queue, QUEUE_NAME-<queue> otherwise."""
+def job_queue(task: str, item_source: str | None = None) -> str:
+    """The queue a job goes to: its task's, except that work on an item imported from Immich is
+    the bulk backlog, which waits behind imports and whatever people upload."""
     queue = TASKS[task].queue
+    return BULK_QUEUE if queue == DEFAULT_QUEUE and item_source == "immich" else queue
+
+
+def queue_name(settings: Settings, queue: str) -> str:
+    """The RQ name of a queue: QUEUE_NAME for the default queue, QUEUE_NAME-<queue> otherwise."""
+    if queue not in QUEUE_PRIORITY:
+        raise ValueError(f"unknown queue {queue!r}: one of {', '.join(QUEUE_PRIORITY)}")
     return settings.queue_name if queue == DEFAULT_QUEUE else f"{settings.queue_name}-{queue}"
