@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from flask import Flask, Request, current_app, request
@@ -12,6 +11,8 @@ from werkzeug.exceptions import HTTPException
 from ai.errors import InvalidMediaError
 from backend.api import docs, health, immich, jobs, library, media, results, web
 from backend.api.common import api_error
+from backend.api import pairing
+from backend.auth import OPEN_API_PATHS, Pairings, authorise
 from backend.jobs import JobError
 from backend.services import Services
 from backend.settings import Settings, get_settings
@@ -43,20 +44,19 @@ def create_app(settings: Settings | None = None, services_: Services | None = No
     app.json = _json_in_given_order(app)
     app.extensions["parallax"] = svc
 
-    for module in (health, media, results, library, jobs, docs, web, immich):
+    for module in (health, media, results, library, jobs, docs, web, immich, pairing):
         app.register_blueprint(module.bp)
 
     @app.before_request
     def require_api_key():
-        key = settings.secret("api_key")
-        if not key or not request.path.startswith("/api/") or request.path == "/api/health":
+        if not request.path.startswith("/api/") or request.path in OPEN_API_PATHS:
             return None
-        given = request.headers.get("X-API-Key") or request.cookies.get("parallax_api_key") or ""
-        auth = request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        if not hmac.compare_digest(given.encode(), key.encode()):
-            return api_error(401, "unauthorized", "this server requires an API key (header X-API-Key)")
+        access = authorise(settings.secret("api_key"), Pairings(svc.db), request)
+        if access is None:
+            return api_error(
+                401, "unauthorized", "this server requires an API key (header X-API-Key) or a paired device (/pair)"
+            )
+        request.environ["parallax.access"] = access
         return None
 
     @app.teardown_request

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -59,8 +60,11 @@ def _print_json(data) -> None:
 
 
 def cmd_run(settings: Settings, args) -> int:
+    from backend.auth import is_loopback
     from backend.launcher import run_all
 
+    if args.lan and is_loopback(settings.host):
+        settings = settings.replace(host="0.0.0.0")
     return run_all(settings, workers=args.workers)
 
 
@@ -489,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run everything: databases if needed, migrations, web server and worker")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--lan", action="store_true", help="serve the local network over HTTPS (HOST=0.0.0.0), for headsets")
     p.set_defaults(func=cmd_run)
     sub.add_parser("web", help="run only the web/API server (development server)").set_defaults(func=cmd_web)
     p = sub.add_parser("worker", help="run one worker")
@@ -539,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_requeue_skipped)
     sub.add_parser("recover", help="re-queue work Redis lost and jobs of dead workers").set_defaults(func=cmd_recover)
     add_immich_commands(sub, follow_job=watch)
+    add_pairing_commands(sub)
     return parser
 
 

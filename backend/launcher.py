@@ -16,6 +16,7 @@ import time
 from backend.db import ensure_database, migrate
 from backend.devstack import ensure_services
 from backend.settings import Settings
+from backend.tls import prepare_serving
 
 log = logging.getLogger("parallax.run")
 COLOURS = {"web": "36", "worker": "35"}
@@ -29,6 +30,8 @@ def _pump(name: str, stream, tty: bool) -> None:
 
 
 def run_all(settings: Settings, workers: int = 1) -> int:
+    serving = prepare_serving(settings)  # beyond loopback: HTTPS and an API key
+    settings = serving.settings
     stack = None
     if settings.start_local_services:
         stack = ensure_services(settings.database_url, settings.redis_url, settings.data_dir)
@@ -38,7 +41,9 @@ def run_all(settings: Settings, workers: int = 1) -> int:
         log.info("applied migrations %s", ", ".join(applied))
     env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
     commands = {
-        "web": [sys.executable, "-m", "gunicorn", "-c", "python:backend.gunicorn_conf", "backend.wsgi:app"],
+        # Command-line options win over the config file: the TLS files when serving HTTPS.
+        "web": [sys.executable, "-m", "gunicorn", "-c", "python:backend.gunicorn_conf", *serving.gunicorn_args]
+        + ["backend.wsgi:app"],
     }
     for n in range(workers):
         commands["worker" if workers == 1 else f"worker{n + 1}"] = [sys.executable, "-m", "backend", "worker"]
@@ -64,11 +69,7 @@ def run_all(settings: Settings, workers: int = 1) -> int:
             )
             children[name] = proc
             threading.Thread(target=_pump, args=(name, proc.stdout, tty), daemon=True).start()
-        print(
-            f"\nParallax is running: http://{settings.host}:{settings.port}/  (API docs at /docs)."
-            " Press Ctrl-C to stop.\n",
-            flush=True,
-        )
+        print(f"\n{serving.banner()}\n", flush=True)
         exit_code = 0
         while not stopping.wait(0.5):
             for name, proc in children.items():

@@ -180,6 +180,10 @@ class Settings(BaseSettings):
     host: str = _env("HOST", default="127.0.0.1")
     port: Port = _env("PORT", default=8000)
     api_key: SecretStr | None = _env("API_KEY", default=None)
+    # HTTPS: a certificate you provide; else one is generated under DATA_DIR when serving the LAN.
+    tls_cert: Path | None = _env("TLS_CERT", default=None)
+    tls_key: Path | None = _env("TLS_KEY", default=None)
+    allow_xr_emulation: Bool = _env("ALLOW_XR_EMULATION", default=False)  # the viewer's ?xr-emulate=1
     max_upload_bytes: Annotated[int, _int(1, scale=MB)] = _env("MAX_UPLOAD_MB", default=2048 * MB)
     max_image_pixels: Annotated[int, _int(1, scale=1_000_000)] = _env("MAX_IMAGE_MEGAPIXELS", default=150_000_000)
     # Features: photo depth and cut-outs on; video is experimental and slow on CPU
@@ -233,6 +237,8 @@ class Settings(BaseSettings):
         self.__dict__["data_dir"] = data_dir
         self.__dict__["media_root"] = (self.media_root or data_dir / "media").expanduser()
         self.__dict__["model_cache_dir"] = (self.model_cache_dir or data_dir / "models").expanduser()
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS_CERT and TLS_KEY go together: set both (PEM files) or neither")
         return self
 
     # -- construction -------------------------------------------------------------------------
@@ -309,6 +315,7 @@ class Settings(BaseSettings):
             },
             "job_statuses": [s.value for s in JobStatus],
             "api_key_required": bool(self.api_key),
+            "viewer": {"xr_emulation": self.allow_xr_emulation},
         }
 
     def as_env(self) -> dict[str, str]:
@@ -332,7 +339,7 @@ class Settings(BaseSettings):
 
 _ENV_NAMES = {str(f.validation_alias) for f in Settings.model_fields.values()}
 _SECRET_FIELDS = {n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
-_PATH_FIELDS = {"data_dir", "media_root", "model_cache_dir"}
+_PATH_FIELDS = {"data_dir", "media_root", "model_cache_dir", "tls_cert", "tls_key"}
 _SCALED = {"max_upload_bytes": MB, "max_image_pixels": 1_000_000}
 
 

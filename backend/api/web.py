@@ -10,7 +10,7 @@ bp = Blueprint("web", __name__)
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 
 
-def _page(name: str):
+def page(name: str):
     response = send_from_directory(WEB_ROOT, name, max_age=0)
     response.headers["Cache-Control"] = "no-cache"
     return response
@@ -18,17 +18,17 @@ def _page(name: str):
 
 @bp.get("/")
 def index():
-    return _page("index.html")
+    return page("index.html")
 
 
 @bp.get("/items/<item_id>")
 def item_page(item_id: str):
-    return _page("item.html")
+    return page("item.html")
 
 
 @bp.get("/viewer/<item_id>")
 def viewer_page(item_id: str):
-    return _page("viewer.html")
+    return page("viewer.html")
 
 
 @bp.get("/static/<path:name>")

@@ -1,7 +1,9 @@
 // Talks to the Parallax JSON API. Every request carries the API key (when one is stored) as the
 // X-API-Key header; a 401 asks the user for the key once and retries. The key is mirrored into the
 // `parallax_api_key` cookie, which the server also accepts, because <img>, <video> and download
-// links cannot send headers.
+// links cannot send headers. The cookie holds the key percent-encoded (base64 keys contain `/`, `+`,
+// `=`) and the server decodes it. A paired device (/pair) needs neither: its session cookie is
+// HttpOnly and set by the server.
 
 const API_KEY_STORAGE = 'parallax.apiKey';
 const API_KEY_COOKIE = 'parallax_api_key';
@@ -49,18 +51,53 @@ function authHeaders() {
   return key ? { 'X-API-Key': key } : {};
 }
 
-// Only one prompt at a time, even when several requests fail with 401 together.
+// Only one prompt at a time, even when several requests fail with 401 together; after a cancel,
+// no more prompts on this page (later 401s fail at once and the sign-in banner explains).
 let pendingKeyPrompt = null;
+let keyPromptDeclined = false;
 function askForApiKey() {
+  if (keyPromptDeclined) return Promise.resolve(false);
   if (!pendingKeyPrompt) {
     pendingKeyPrompt = Promise.resolve().then(() => {
-      const key = window.prompt('This Parallax server needs an API key. Enter it to continue:', '');
-      if (key && key.trim()) storeApiKey(key.trim());
+      const key = window.prompt('This Parallax server needs an API key. Enter it to continue '
+        + '(or cancel, and pair this device with a code instead):', '');
       pendingKeyPrompt = null;
-      return Boolean(key && key.trim());
+      if (key && key.trim()) {
+        storeApiKey(key.trim());
+        return true;
+      }
+      keyPromptDeclined = true;
+      showSignInBanner();
+      return false;
     });
   }
   return pendingKeyPrompt;
+}
+
+/** A bar at the top of any page: why nothing loads, and the two ways in. */
+function showSignInBanner() {
+  if (document.getElementById('sign-in-banner')) return;
+  const banner = document.createElement('div');
+  banner.id = 'sign-in-banner';
+  banner.setAttribute('role', 'alert');
+  banner.style.cssText = 'position:fixed;inset:0 0 auto 0;z-index:1000;display:flex;gap:.8rem;align-items:center;'
+    + 'flex-wrap:wrap;padding:.7rem 1rem;background:#3a1d1d;color:#fff;font:14px/1.4 system-ui,sans-serif;'
+    + 'border-bottom:1px solid #e06666';
+  const text = document.createElement('span');
+  text.textContent = 'This server needs an API key, or this device must be paired.';
+  const enter = document.createElement('button');
+  enter.type = 'button';
+  enter.textContent = 'Enter API key';
+  enter.addEventListener('click', () => {
+    keyPromptDeclined = false;
+    askForApiKey().then((given) => { if (given) window.location.reload(); });
+  });
+  const pair = document.createElement('a');
+  pair.href = '/pair';
+  pair.textContent = 'Pair this device with a code';
+  pair.style.color = '#c9ceff';
+  banner.append(text, enter, pair);
+  document.body.append(banner);
 }
 
 async function errorFromResponse(response) {
@@ -95,13 +132,18 @@ export async function api(path, { method = 'GET', json, body, raw = false, signa
     }
     const response = await fetch(path, { method, headers, body: payload, signal });
     if (response.status === 401 && attempt === 0 && (await askForApiKey())) continue;
+    if (response.status === 401) throw unauthorized();
     if (!response.ok) throw await errorFromResponse(response);
     if (raw) return response;
     if (response.status === 204) return null;
     const type = response.headers.get('Content-Type') || '';
     return type.includes('json') ? response.json() : response;
   }
-  throw new ApiError(401, 'unauthorized', 'An API key is required.');
+  throw unauthorized();
+}
+
+function unauthorized() {
+  return new ApiError(401, 'unauthorized', 'This server needs an API key, or this device must be paired (/pair).');
 }
 
 /** Upload one file as multipart field "media", reporting upload progress (0..1). */
