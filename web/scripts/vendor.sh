@@ -1,5 +1,5 @@
 #!/bin/sh
-# Copy three.js's ES module build (and the WebXR VR button) and Meta's WebXR emulator (iwer) from
+# Copy three.js's ES module build and Meta's WebXR emulator (iwer) from
 # node_modules into backend/web/vendor/, so the running service needs neither npm nor a CDN.
 # iwer is loaded only by the viewer's ?xr-emulate=1 debug flag when the server allows it (tests).
 # Usage (from anywhere): sh web/scripts/vendor.sh   — runs `npm ci` first when node_modules is missing.
@@ -19,7 +19,6 @@ mkdir -p "$VENDOR_DIR"
 cp "$THREE_DIR/build/three.module.min.js" "$VENDOR_DIR/three.module.min.js"
 # three.module.min.js imports './three.core.min.js'; it must sit beside it.
 cp "$THREE_DIR/build/three.core.min.js" "$VENDOR_DIR/three.core.min.js"
-cp "$THREE_DIR/examples/jsm/webxr/VRButton.js" "$VENDOR_DIR/VRButton.js"
 cp "$THREE_DIR/LICENSE" "$VENDOR_DIR/THREE_LICENSE"
 
 # One self-contained ES module (gl-matrix and the layers polyfill are bundled in).

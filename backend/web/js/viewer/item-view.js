@@ -1,0 +1,294 @@
+// One library item on the depth surface: its details, its depth manifest, the photo or the playing
+// video, and the depth frame that follows the video's time. Items without depth (yet) are shown
+// flat with their state, and gain depth as soon as it is ready. `show(id)` switches items; it
+// can be called again at any time (the VR library does): late results of the old item are dropped.
+import * as THREE from 'three';
+import { ApiError, api, mediaSource } from '../api.js';
+import { depthFramePosition, nearDarkFactor, validateManifest } from '../depth-frames.js';
+import { MAX_PHOTO_SEGMENTS, MAX_VIDEO_SEGMENTS } from './depth-surface.js';
+import { FrameTextureLoader, configureTexture, disposeTexture, flatDepthTexture, loadImageTexture } from './textures.js';
+
+const MANIFEST_RETRY_MS = 4000;
+
+/** Stands in for the <video> when only colour frames can be shown: a clock with the same fields. */
+export class FrameClock {
+  constructor(duration) {
+    this.duration = duration;
+    this.currentTime = 0;
+    this.paused = false;
+    this.muted = true;
+  }
+  play() { this.paused = false; return Promise.resolve(); }
+  pause() { this.paused = true; }
+  advance(delta) {
+    if (this.paused || !this.duration) return;
+    this.currentTime = (this.currentTime + delta) % this.duration;
+  }
+}
+
+export class ItemNotFound extends Error {}
+
+/** The depth manifest, or why there is none: {manifest} | {missing: {code, message}}. */
+async function fetchDepth(id) {
+  try {
+    return { manifest: validateManifest(await api(`/api/media/${encodeURIComponent(id)}/depth/manifest`)) };
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return { missing: { code: error.code, message: error.message } };
+    throw error;
+  }
+}
+
+/** Load the source into the <video>; resolves false when this browser cannot play it. */
+function startVideo(video, source, signal) {
+  return new Promise((resolve) => {
+    const done = (ok) => resolve(ok);
+    video.addEventListener('loadeddata', () => done(true), { once: true, signal });
+    video.addEventListener('error', () => done(false), { once: true, signal });
+    video.src = source;
+    video.load();
+  });
+}
+
+export class ItemView {
+  /**
+   * renderer: THREE.WebGLRenderer; surface: DepthSurface; video: the page's <video>;
+   * state: the object tests read (window.parallaxViewer); onChange(): something to redraw;
+   * onStatus(text): the item's depth state in words ('' when depth is shown).
+   */
+  constructor({ renderer, surface, video, state, onChange, onStatus }) {
+    Object.assign(this, { renderer, surface, video, state, onChange, onStatus });
+    this.generation = 0;
+    this.item = null;
+    this.manifest = null;
+    this.playback = null; // <video> or FrameClock, for videos
+    this.depthFrames = null;
+    this.colorFrames = null;
+    this.ownTextures = []; // photo colour/depth and the flat depth: disposed on the next switch
+    this.listeners = null; // AbortController of this item's <video> listeners
+    this.retryTimer = null;
+    this.lastVideoTime = -1;
+  }
+
+  /** Show another item; resolves true once its textures are on the surface (false when another
+   * show() overtook it); throws ItemNotFound or the load error. */
+  async show(id) {
+    const generation = ++this.generation;
+    const current = () => generation === this.generation;
+    clearTimeout(this.retryTimer);
+    this.state.ready = false;
+    this.state.itemId = id;
+    let item;
+    try {
+      ({ item } = await api(`/api/media/${encodeURIComponent(id)}`));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) throw new ItemNotFound('This item does not exist (it may have been deleted).');
+      throw error;
+    }
+    const depth = await fetchDepth(id);
+    if (!current()) return false;
+    this.item = item;
+    const old = this.release();
+    if (depth.manifest) await this.showWithDepth(item, depth.manifest, current);
+    else await this.showFlat(item, depth.missing, current);
+    old();
+    if (!current()) return false;
+    this.onChange();
+    return true;
+  }
+
+  /** Stop the current item's playback and loaders; returns a function that frees its textures
+   * (called once the next item's textures are on the surface, so nothing freed is ever drawn). */
+  release() {
+    this.listeners?.abort();
+    this.listeners = new AbortController();
+    this.video.pause();
+    const textures = this.ownTextures;
+    const loaders = [this.depthFrames, this.colorFrames];
+    const videoTexture = this.surface.uniforms.colorMap.value?.isVideoTexture ? this.surface.uniforms.colorMap.value : null;
+    this.ownTextures = [];
+    this.depthFrames = null;
+    this.colorFrames = null;
+    this.playback = null;
+    this.manifest = null;
+    Object.assign(this.state, { mode: null, manifest: null, video: null, currentDepthIndex: 0, loadedDepthFrames: 0, depthState: null });
+    return () => {
+      loaders.forEach((loader) => loader?.dispose());
+      textures.forEach(disposeTexture);
+      videoTexture?.dispose();
+    };
+  }
+
+  async showWithDepth(item, manifest, current) {
+    this.manifest = manifest;
+    this.state.manifest = manifest;
+    this.state.depthState = 'ready';
+    this.surface.uniforms.nearDark.value = nearDarkFactor(manifest.polarity);
+    this.onStatus('');
+    if (manifest.kind === 'video') await this.setUpVideo(manifest, current);
+    else await this.setUpPhoto(manifest, item);
+  }
+
+  async setUpPhoto(manifest, item) {
+    const [frame] = manifest.frames;
+    const [color, depth] = await Promise.all([
+      loadImageTexture(this.renderer, frame.color_url, { mimeHint: item?.mime_type }),
+      loadImageTexture(this.renderer, frame.depth_url, { depth: true }),
+    ]);
+    this.ownTextures.push(color, depth);
+    this.surface.setTextures({ color, depth });
+    const aspect = manifest.frame_width && manifest.frame_height
+      ? manifest.frame_width / manifest.frame_height
+      : color.image.width / color.image.height;
+    this.surface.build(aspect, Math.min(MAX_PHOTO_SEGMENTS, Math.max(depth.image.width, depth.image.height)));
+    this.state.mode = 'photo';
+    this.state.currentDepthIndex = frame.index;
+    this.state.loadedDepthFrames = 1;
+  }
+
+  async setUpVideo(manifest, current) {
+    const signal = this.listeners.signal;
+    this.depthFrames = new FrameTextureLoader(this.renderer, manifest.frames.map((f) => f.depth_url), {
+      depth: true,
+      onLoaded: () => {
+        this.state.loadedDepthFrames = this.depthFrames?.loadedCount ?? 0;
+        this.onChange();
+      },
+    });
+    const depthFrames = this.depthFrames;
+    const firstDepth = depthFrames.load(0);
+    depthFrames.pump(); // preload every depth frame in the background
+    let playable = false;
+    try {
+      playable = await startVideo(this.video, await mediaSource(manifest.source_url), signal);
+    } catch {
+      playable = false;
+    }
+    if (!current()) return;
+    if (playable) {
+      this.state.mode = 'video';
+      this.playback = this.video;
+      this.followVideoFrames(signal);
+      this.surface.setTextures({ color: configureTexture(new THREE.VideoTexture(this.video)) });
+      this.video.play().catch(() => this.onChange()); // autoplay may be refused; the play control still works
+    } else {
+      // The browser cannot decode the source (codec): animate the extracted colour frames instead.
+      if (manifest.frames.some((f) => !f.color_url)) {
+        throw new Error('This browser cannot play this video file, and no colour frames were stored '
+          + 'for it (they are kept when the depth job runs with include_color). Try another browser.');
+      }
+      this.state.mode = 'frames';
+      this.video.removeAttribute('src');
+      this.colorFrames = new FrameTextureLoader(this.renderer, manifest.frames.map((f) => f.color_url), {
+        depth: false, onLoaded: () => this.onChange(),
+      });
+      this.surface.setTextures({ color: await this.colorFrames.load(0) });
+      this.colorFrames.pump();
+      const step = manifest.effective_fps ? 1 / manifest.effective_fps : 0;
+      this.playback = new FrameClock(manifest.frames[manifest.frames.length - 1].time + step);
+      this.onStatus('This browser cannot play the video file; showing its frames.');
+    }
+    this.state.video = this.playback;
+    this.surface.setTextures({ depth: await firstDepth });
+    this.state.currentDepthIndex = manifest.frames[0].index;
+    const aspect = manifest.frame_width && manifest.frame_height
+      ? manifest.frame_width / manifest.frame_height
+      : (this.video.videoWidth || 16) / (this.video.videoHeight || 9);
+    this.surface.build(aspect, MAX_VIDEO_SEGMENTS);
+  }
+
+  /** No depth map (yet): the picture flat, its state in words; poll while the job runs. */
+  async showFlat(item, missing, current) {
+    const waiting = missing.code === 'not_ready';
+    this.state.depthState = waiting ? 'waiting' : 'none';
+    this.onStatus(waiting ? `Flat for now: ${missing.message || 'the depth map is not ready yet'}` : `No depth: ${missing.message}`);
+    const depth = flatDepthTexture();
+    this.ownTextures.push(depth);
+    if (item.kind === 'video') {
+      const playable = await startVideo(this.video, await mediaSource(item.original_url), this.listeners.signal);
+      if (!current()) return;
+      if (!playable) throw new Error('This browser cannot play this video file.');
+      this.state.mode = 'flat-video';
+      this.playback = this.video;
+      this.state.video = this.video;
+      this.followVideoFrames(this.listeners.signal);
+      this.surface.setTextures({ color: configureTexture(new THREE.VideoTexture(this.video)), depth });
+      this.surface.build((this.video.videoWidth || 16) / (this.video.videoHeight || 9), 2);
+      this.video.play().catch(() => this.onChange());
+    } else {
+      const color = await loadImageTexture(this.renderer, item.original_url, { mimeHint: item.mime_type });
+      this.ownTextures.push(color);
+      this.state.mode = 'flat-photo';
+      this.surface.setTextures({ color, depth });
+      this.surface.build(color.image.width / color.image.height, 2);
+    }
+    if (waiting) {
+      const id = item.id;
+      const poll = async () => {
+        if (!current()) return;
+        const again = await fetchDepth(id).catch(() => ({ missing }));
+        if (!current()) return;
+        if (again.manifest) this.show(id).catch((error) => this.onStatus(error.message));
+        else if (again.missing.code === 'not_ready') this.retryTimer = setTimeout(poll, MANIFEST_RETRY_MS);
+        else this.onStatus(`No depth: ${again.missing.message}`);
+      };
+      this.retryTimer = setTimeout(poll, MANIFEST_RETRY_MS);
+    }
+  }
+
+  followVideoFrames(signal) {
+    this.video.addEventListener('seeked', () => this.onChange(), { signal });
+    if ('requestVideoFrameCallback' in this.video) {
+      // A new video frame (also after a seek while paused) must reach the screen.
+      const video = this.video;
+      const onVideoFrame = () => {
+        if (signal.aborted) return;
+        this.onChange();
+        video.requestVideoFrameCallback(onVideoFrame);
+      };
+      video.requestVideoFrameCallback(onVideoFrame);
+    }
+  }
+
+  get duration() {
+    if (!this.playback) return 0;
+    if (this.playback instanceof HTMLVideoElement) return Number.isFinite(this.playback.duration) ? this.playback.duration : 0;
+    return this.playback.duration;
+  }
+
+  togglePlay() {
+    if (!this.playback) return;
+    if (this.playback.paused) this.playback.play()?.catch?.(() => {});
+    else this.playback.pause();
+    this.onChange();
+  }
+
+  seek(seconds) {
+    if (!this.playback) return;
+    this.playback.currentTime = THREE.MathUtils.clamp(seconds, 0, Math.max(0, this.duration - 0.001));
+    this.onChange();
+  }
+
+  /** Per animation frame: advance the frame clock and show the depth frame for the playback time. */
+  update(delta) {
+    if (!this.playback || !this.depthFrames || !this.manifest) return;
+    const playback = this.playback;
+    if (playback instanceof FrameClock) playback.advance(delta);
+    const time = playback.currentTime;
+    if (time !== this.lastVideoTime || !playback.paused) this.onChange();
+    this.lastVideoTime = time;
+    const frames = this.manifest.frames;
+    const position = depthFramePosition(frames, time);
+    // Until the wanted frame has loaded, the nearest loaded one is shown.
+    if (!this.depthFrames.textures[position]) this.depthFrames.want(position);
+    const shown = this.depthFrames.nearestLoaded(position);
+    if (shown >= 0) {
+      this.surface.setTextures({ depth: this.depthFrames.textures[shown] });
+      this.state.currentDepthIndex = frames[shown].index;
+    }
+    if (this.colorFrames) {
+      if (!this.colorFrames.textures[position]) this.colorFrames.want(position);
+      const colorShown = this.colorFrames.nearestLoaded(position);
+      if (colorShown >= 0) this.surface.setTextures({ color: this.colorFrames.textures[colorShown] });
+    }
+  }
+}
