@@ -283,6 +283,7 @@ def live_stack(make_app, tiny_depth_model, start_worker, tmp_path):
         model_cache_dir=models,
         video_frame_extraction_fps=4.0,
         video_frame_height=96,
+        allow_xr_emulation=True,  # the VR browser tests load the WebXR emulator (?xr-emulate=1)
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

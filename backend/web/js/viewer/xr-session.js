@@ -21,6 +21,7 @@ export async function maybeEmulateXR() {
   const { XRDevice, metaQuest3 } = await import('/static/vendor/iwer.module.min.js');
   const device = new XRDevice(metaQuest3, { stereoEnabled: true });
   device.installRuntime({ forceInstall: true }); // replace the browser's own (absent) runtime
+  window.parallaxXRDevice = device; // tests drive the emulated headset and controllers through it
   return device;
 }
 
