@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from tests.browser.test_web import CHROMIUM_ARGS, JOB_TIMEOUT_MS, VIEWER_BACKGROUND, browser, canvas_pixels, page
+from tests.conftest import worker_env
 from tests.media_factory import make_photo, make_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -250,3 +251,23 @@ def test_headset_pairs_over_https(tls_server, live_stack, browser, tmp_path):
         headset.close()
     pairings = desktop.get(f"{url}/api/pairings").json()["pairings"]
     assert [p["state"] for p in pairings] == ["paired"]
+
+
+def test_item_without_depth_is_shown_flat_then_gains_depth(live_stack, page, tmp_path, start_worker, tiny_depth_model):
+    live_stack.worker.kill()  # nobody processes the depth job: the item has no depth yet
+    item_id = upload(live_stack.api, make_photo(tmp_path / "later.jpg"))
+    page.goto(f"{live_stack.url}/viewer/{item_id}")
+    page.wait_for_function("parallaxViewer.ready || parallaxViewer.error", timeout=JOB_TIMEOUT_MS)
+    assert page.evaluate("[parallaxViewer.error, parallaxViewer.mode, parallaxViewer.depthState]") == [
+        None,
+        "flat-photo",
+        "waiting",
+    ]
+    assert "Flat for now" in page.locator("#viewer-status").inner_text()
+    assert covered(canvas_pixels(page)) > 0.3, "the photo itself is shown while its depth is missing"
+
+    # A worker comes back: the viewer notices the depth map on its own and shows it.
+    start_worker(live_stack.worker.settings, **worker_env(tiny_depth_model))
+    page.wait_for_function("parallaxViewer.mode === 'photo' && parallaxViewer.ready", timeout=JOB_TIMEOUT_MS)
+    assert page.evaluate("parallaxViewer.depthState") == "ready"
+    assert page.locator("#viewer-status").is_hidden()

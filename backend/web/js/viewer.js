@@ -83,6 +83,7 @@ const itemView = new ItemView({
     statusEl.hidden = !text;
     vrLibrary?.setStatus(text);
   },
+  onDepthReady: (id) => showItem(id).catch((error) => itemView.onStatus(error.message)),
 });
 const library = new Library();
 let vrLibrary = null;

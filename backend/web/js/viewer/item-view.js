@@ -53,10 +53,11 @@ export class ItemView {
   /**
    * renderer: THREE.WebGLRenderer; surface: DepthSurface; video: the page's <video>;
    * state: the object tests read (window.parallaxViewer); onChange(): something to redraw;
-   * onStatus(text): the item's depth state in words ('' when depth is shown).
+   * onStatus(text): the item's depth state in words ('' when depth is shown);
+   * onDepthReady(id): the depth of the item shown flat has arrived (show it again).
    */
-  constructor({ renderer, surface, video, state, onChange, onStatus }) {
-    Object.assign(this, { renderer, surface, video, state, onChange, onStatus });
+  constructor({ renderer, surface, video, state, onChange, onStatus, onDepthReady }) {
+    Object.assign(this, { renderer, surface, video, state, onChange, onStatus, onDepthReady });
     this.generation = 0;
     this.item = null;
     this.manifest = null;
@@ -75,7 +76,6 @@ export class ItemView {
     const generation = ++this.generation;
     const current = () => generation === this.generation;
     clearTimeout(this.retryTimer);
-    this.state.ready = false;
     this.state.itemId = id;
     let item;
     try {
@@ -227,7 +227,7 @@ export class ItemView {
         if (!current()) return;
         const again = await fetchDepth(id).catch(() => ({ missing }));
         if (!current()) return;
-        if (again.manifest) this.show(id).catch((error) => this.onStatus(error.message));
+        if (again.manifest) this.onDepthReady(id);
         else if (again.missing.code === 'not_ready') this.retryTimer = setTimeout(poll, MANIFEST_RETRY_MS);
         else this.onStatus(`No depth: ${again.missing.message}`);
       };
