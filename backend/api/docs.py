@@ -19,9 +19,11 @@ requestInterceptor: (req) => { const k = localStorage.getItem("parallax.apiKey")
 @bp.get("/api/openapi.json")
 def openapi():
     from backend.api import immich_paths
+    from backend.api.pairing import OPENAPI_PATHS as pairing_paths
 
     spec = build_spec()
     spec["paths"].update(immich_paths())
+    spec["paths"].update(pairing_paths)
     return jsonify(spec)
 
 

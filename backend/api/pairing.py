@@ -19,6 +19,89 @@ from backend.serializers import _iso
 
 bp = Blueprint("pairing", __name__)
 
+_PAIRING = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "label": {"type": "string"},
+        "state": {"enum": ["waiting", "expired", "paired", "revoked"]},
+        "user_agent": {"type": ["string", "null"]},
+        "created_at": {"type": "string"},
+        "code_expires_at": {"type": "string"},
+        "claimed_at": {"type": ["string", "null"]},
+        "last_seen_at": {"type": ["string", "null"]},
+        "revoked_at": {"type": ["string", "null"]},
+    },
+}
+
+
+def _json(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ONE = {"type": "object", "properties": {"pairing": _PAIRING}}
+OPENAPI_PATHS: dict = {
+    "/api/pairing": {
+        "post": {
+            "tags": ["pairing"],
+            "summary": "A one-time code (10 minutes) that pairs a device; needs the API key, not a paired session",
+            "requestBody": {
+                "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {"label": {"type": "string"}}}}
+                }
+            },
+            "responses": {
+                "201": _json(
+                    "the code, shown once",
+                    {
+                        "type": "object",
+                        "properties": {"pairing": _PAIRING, "code": {"type": "string"}, "link": {"type": "string"}},
+                    },
+                ),
+                "403": {"$ref": "#/components/responses/Error"},
+            },
+        }
+    },
+    "/api/pairing/claim": {
+        "post": {
+            "tags": ["pairing"],
+            "summary": "Exchange a pairing code for the parallax_session cookie (no API key needed)",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}
+                    }
+                },
+            },
+            "responses": {
+                "200": _json("paired: the response sets the session cookie", _ONE),
+                "404": {"$ref": "#/components/responses/Error"},
+            },
+        }
+    },
+    "/api/pairings": {
+        "get": {
+            "tags": ["pairing"],
+            "summary": "Paired devices and open codes, newest first",
+            "responses": {
+                "200": _json(
+                    "pairings", {"type": "object", "properties": {"pairings": {"type": "array", "items": _PAIRING}}}
+                )
+            },
+        }
+    },
+    "/api/pairings/{pairing_id}": {
+        "delete": {
+            "tags": ["pairing"],
+            "summary": "Revoke a pairing: that device is signed out at once",
+            "parameters": [{"name": "pairing_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json("the revoked pairing", _ONE), "404": {"$ref": "#/components/responses/Error"}},
+        }
+    },
+}
+
 
 def pairing_json(row: dict) -> dict:
     return {

@@ -35,8 +35,8 @@ TERMINAL = ("completed", "failed", "cancelled", "skipped")
 
 # Point the emulated right controller from beside the user's hip at a world point (three.js world =
 # the local-floor space = iwer's global space), as a person aims a ray.
-AIM = """([target]) => {
-  const c = window.parallaxXRDevice.controllers.right;
+AIM = """([target, input]) => {
+  const c = window.parallaxXRDevice[input].right;
   const from = [0.15, 1.2, -0.1];
   c.position.set(...from);
   let d = target.map((v, i) => v - from[i]);
@@ -75,15 +75,21 @@ def next_frames(page, count: int = 3) -> None:
     page.wait_for_function("(n) => parallaxViewer.xr.frames >= n || !parallaxViewer.xr.presenting", arg=start + count)
 
 
-def select(page, name: str, u: float = 0.5, v: float = 0.5) -> None:
-    """Aim the right controller at a named VR control and pull the trigger."""
+PRESS = {
+    "controllers": "(v) => window.parallaxXRDevice.controllers.right.updateButtonValue('trigger', v)",
+    "hands": "(v) => window.parallaxXRDevice.hands.right.updatePinchValue(v)",
+}
+
+
+def select(page, name: str, u: float = 0.5, v: float = 0.5, input: str = "controllers") -> None:
+    """Aim the right controller (or hand) at a named VR control and pull the trigger (or pinch)."""
     target = page.evaluate("([n, u, v]) => parallaxViewer.vr.targetPoint(n, u, v)", [name, u, v])
     assert target is not None, f"no VR control named {name}"
-    page.evaluate(AIM, [target])
+    page.evaluate(AIM, [target, input])
     next_frames(page)
-    page.evaluate("window.parallaxXRDevice.controllers.right.updateButtonValue('trigger', 1)")
+    page.evaluate(PRESS[input], 1)
     next_frames(page)
-    page.evaluate("window.parallaxXRDevice.controllers.right.updateButtonValue('trigger', 0)")
+    page.evaluate(PRESS[input], 0)
     next_frames(page)
 
 
@@ -161,7 +167,14 @@ def test_vr_session_gallery_video_and_thumbstick(live_stack, page, tmp_path):
     assert page.evaluate("parallaxViewer.mode") == "photo"
     assert page.url.endswith(f"/viewer/{older}?xr-emulate=1")
 
-    select(page, "exit-item")
+    # Hands: a pinch selects like the trigger (here: more depth).
+    page.evaluate("window.parallaxXRDevice.primaryInputMode = 'hand'")
+    next_frames(page)
+    before = float(page.locator("#depth-slider").input_value())
+    select(page, "depth-more", input="hands")
+    page.wait_for_function("(b) => Number(document.getElementById('depth-slider').value) > b + 0.01", arg=before)
+
+    select(page, "exit-item", input="hands")
     page.wait_for_function("!parallaxViewer.xr.presenting")
     assert page.locator("#vr-button").inner_text() == "Enter VR"
 
