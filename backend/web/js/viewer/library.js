@@ -1,5 +1,5 @@
 // The library as the viewer walks it: newest first (the order of GET /api/media), fetched a page at
-// a time, so the in-VR gallery can page and next/previous can step past a page boundary.
+// a time for the in-VR gallery; next / previous come from the server (GET /api/media/<id>/neighbours).
 import { api } from '../api.js';
 
 export class Library {
@@ -36,14 +36,9 @@ export class Library {
     return null;
   }
 
-  /** The item `step` places after (1) or before (-1) the given one, or null at either end. */
+  /** The item after (step 1: older) or before (-1: newer) the given one, or null at either end. */
   async neighbour(id, step) {
-    const place = await this.locate(id);
-    if (!place) return null;
-    let position = (place.page - 1) * this.pageSize + place.index + step;
-    if (position < 0 || position >= this.total) return null;
-    const items = await this.page(Math.floor(position / this.pageSize) + 1);
-    position %= this.pageSize;
-    return items[position] ?? null;
+    const { newer, older } = await api(`/api/media/${encodeURIComponent(id)}/neighbours`);
+    return step > 0 ? older : newer;
   }
 }
