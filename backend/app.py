@@ -9,9 +9,8 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from ai.errors import InvalidMediaError
-from backend.api import docs, health, immich, jobs, library, media, results, web
+from backend.api import docs, health, immich, jobs, library, media, pairing, results, web
 from backend.api.common import api_error
-from backend.api import pairing
 from backend.auth import OPEN_API_PATHS, Pairings, authorise
 from backend.jobs import JobError
 from backend.services import Services

@@ -110,6 +110,7 @@ class Pairings:
                 VALUES (%s, %s, %s, now() + %s) RETURNING {self.COLUMNS}""",
             (uuid.uuid4(), label.strip()[:100], hash_secret(code), CODE_TTL),
         )
+        assert row is not None  # INSERT ... RETURNING always returns the row
         return NewPairing(row=row, code=code)
 
     def claim(self, code: str, user_agent: str = "") -> tuple[dict, str] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 from backend.db import SchemaError
 from backend.immich.cli import add_commands as add_immich_commands
 from backend.jobs import ACTIVE, FINISHED, TASKS
+from backend.pairing_cli import add_commands as add_pairing_commands
 from backend.settings import Settings, SettingsError, get_settings, url_without_credentials
 from backend.tasks.registry import QUEUE_PRIORITY
 

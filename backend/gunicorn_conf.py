@@ -18,3 +18,8 @@ graceful_timeout = 30  # requests in flight get this long to finish on a restart
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
+# HTTPS with a configured certificate; `python -m backend run` passes a generated one on the command
+# line when serving beyond loopback without one (backend/tls.py).
+if _settings.tls_cert and _settings.tls_key:
+    certfile = str(_settings.tls_cert)
+    keyfile = str(_settings.tls_key)

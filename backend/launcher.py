@@ -16,7 +16,7 @@ import time
 from backend.db import ensure_database, migrate
 from backend.devstack import ensure_services
 from backend.settings import Settings
-from backend.tls import prepare_serving
+from backend.tls import Serving, prepare_serving
 
 log = logging.getLogger("parallax.run")
 COLOURS = {"web": "36", "worker": "35"}
@@ -27,6 +27,14 @@ def _pump(name: str, stream, tty: bool) -> None:
     for line in iter(stream.readline, ""):
         sys.stdout.write(prefix + line)
         sys.stdout.flush()
+
+
+def web_server_command(serving: Serving, *options: str) -> list[str]:
+    """gunicorn with the one config file; command-line options (the TLS files, ``options``) win over it."""
+    return [
+        sys.executable, "-m", "gunicorn", "-c", "python:backend.gunicorn_conf",
+        *serving.gunicorn_args, *options, "backend.wsgi:app",
+    ]  # fmt: skip
 
 
 def run_all(settings: Settings, workers: int = 1) -> int:
@@ -41,9 +49,7 @@ def run_all(settings: Settings, workers: int = 1) -> int:
         log.info("applied migrations %s", ", ".join(applied))
     env = {**os.environ, **settings.as_env(), "PYTHONUNBUFFERED": "1"}
     commands = {
-        # Command-line options win over the config file: the TLS files when serving HTTPS.
-        "web": [sys.executable, "-m", "gunicorn", "-c", "python:backend.gunicorn_conf", *serving.gunicorn_args]
-        + ["backend.wsgi:app"],
+        "web": web_server_command(serving),
     }
     for n in range(workers):
         commands["worker" if workers == 1 else f"worker{n + 1}"] = [sys.executable, "-m", "backend", "worker"]

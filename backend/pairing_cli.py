@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from backend.settings import Settings
 
@@ -43,8 +44,8 @@ def cmd_pairings(settings: Settings, args) -> int:
                 print("give the id of the pairing to revoke (see `parallax pairings list`)", file=sys.stderr)
                 return 2
             try:
-                row = pairings.revoke(args.id)
-            except Exception:  # not a UUID
+                row = pairings.revoke(str(uuid.UUID(args.id)))
+            except ValueError:  # not an id at all
                 row = None
             if row is None:
                 print(f"no pairing with id {args.id}", file=sys.stderr)

@@ -89,7 +89,7 @@ def generate_self_signed(files: TlsFiles, names: list[str], addresses: list[str]
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Parallax on {names[0]}")])
     now = dt.datetime.now(dt.UTC)
-    alt_names = [x509.DNSName(n) for n in dict.fromkeys(names)]
+    alt_names: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys(names)]
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in dict.fromkeys(addresses)]
     cert = (
         x509.CertificateBuilder()
@@ -180,7 +180,7 @@ class Serving:
                 )
             key_file = Path(self.settings.data_dir) / "api_key"
             lines.append(
-                f"API key (new, saved in {key_file}): {self.settings.api_key}"
+                f"API key (new, saved in {key_file}): {self.settings.secret('api_key')}"
                 if self.api_key_created
                 else "API key: as configured (API_KEY or " + str(key_file) + ")"
             )
@@ -190,13 +190,11 @@ class Serving:
 
 def prepare_serving(settings: Settings) -> Serving:
     """Beyond loopback: HTTPS and an API key (generated into DATA_DIR/api_key when none is set)."""
-    from dataclasses import replace
-
     from backend.auth import load_or_create_api_key
 
     created = False
     if not is_loopback(settings.host) and not settings.api_key:
         key, created = load_or_create_api_key(Path(settings.data_dir))
-        settings = replace(settings, api_key=key)
+        settings = settings.replace(api_key=key)
     tls = ensure_certificate(settings) if wants_tls(settings) else None
     return Serving(settings=settings, tls=tls, api_key_created=created)

@@ -3,7 +3,6 @@ with a one-time code (HTTP and CLI), revoking it, the generated key and the self
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import stat
@@ -121,22 +120,22 @@ def test_generated_api_key_is_private_and_stable(tmp_path):
 
 
 def test_serving_beyond_loopback_needs_tls_and_a_key(base_settings, tmp_path):
-    local = prepare_serving(dataclasses.replace(base_settings, data_dir=tmp_path, host="127.0.0.1"))
+    local = prepare_serving(base_settings.replace(data_dir=tmp_path, host="127.0.0.1"))
     assert local.tls is None and local.settings.api_key is None and local.gunicorn_args == []
 
-    lan = prepare_serving(dataclasses.replace(base_settings, data_dir=tmp_path, host="0.0.0.0"))
-    assert lan.api_key_created and lan.settings.api_key == (tmp_path / "api_key").read_text().strip()
+    lan = prepare_serving(base_settings.replace(data_dir=tmp_path, host="0.0.0.0"))
+    assert lan.api_key_created and lan.settings.secret("api_key") == (tmp_path / "api_key").read_text().strip()
     assert lan.tls.self_signed and lan.gunicorn_args == ["--certfile", str(lan.tls.cert), "--keyfile", str(lan.tls.key)]
     assert stat.S_IMODE(lan.tls.key.stat().st_mode) == 0o600
     names = certificate_names(lan.tls.cert)
     assert "localhost" in names and "127.0.0.1" in names
-    assert lan.settings.api_key in lan.banner() and "https://" in lan.banner()
+    assert lan.settings.secret("api_key") in lan.banner() and "https://" in lan.banner()
 
     # Made once: a restart keeps the certificate the headset already accepted.
     before = lan.tls.cert.read_bytes()
     assert ensure_certificate(lan.settings).cert.read_bytes() == before
     # A configured certificate is used as is; a missing file is a clear error.
-    given = dataclasses.replace(lan.settings, tls_cert=lan.tls.cert, tls_key=lan.tls.key)
+    given = lan.settings.replace(tls_cert=lan.tls.cert, tls_key=lan.tls.key)
     assert ensure_certificate(given).self_signed is False
     with pytest.raises(FileNotFoundError, match="TLS_CERT"):
-        ensure_certificate(dataclasses.replace(given, tls_cert=tmp_path / "missing.pem"))
+        ensure_certificate(given.replace(tls_cert=tmp_path / "missing.pem"))

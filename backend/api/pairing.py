@@ -12,8 +12,8 @@ import uuid
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 
+from backend.api.common import api_error, services
 from backend.api.web import page
-from backend.app import api_error, services
 from backend.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Access, Pairings, format_code, pairing_state
 from backend.serializers import _iso
 

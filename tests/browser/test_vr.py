@@ -10,11 +10,9 @@ certificate, an API key, and a browser that gets in by pairing with a one-time c
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -200,17 +198,16 @@ def _free_port() -> int:
 def tls_server(live_stack, tmp_path):
     """The web app under gunicorn with the self-signed certificate and a generated API key, as
     ``./scripts/run --lan`` starts it (bound to loopback here), sharing live_stack's database and worker."""
+    from backend.launcher import web_server_command
     from backend.tls import prepare_serving
 
-    settings = dataclasses.replace(live_stack.worker.settings, host="0.0.0.0", data_dir=tmp_path / "lan")
+    settings = live_stack.worker.settings.replace(host="0.0.0.0", data_dir=tmp_path / "lan")
     serving = prepare_serving(settings)
     port = _free_port()
     env = {**os.environ, **serving.settings.as_env(), "ALLOW_XR_EMULATION": "true"}
     with open(tmp_path / "gunicorn.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4"]
-            + serving.gunicorn_args
-            + ["backend.wsgi:app"],
+            web_server_command(serving, "--bind", f"127.0.0.1:{port}", "--workers", "1"),
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -233,7 +230,7 @@ def tls_server(live_stack, tmp_path):
 
 def test_headset_pairs_over_https(tls_server, live_stack, browser, tmp_path):
     url, serving = tls_server
-    key = serving.settings.api_key
+    key = serving.settings.secret("api_key")
     desktop = requests.Session()
     desktop.trust_env = False  # else REQUESTS_CA_BUNDLE would replace `verify`
     desktop.verify = str(serving.tls.cert)  # the generated certificate names 127.0.0.1
