@@ -3,17 +3,20 @@
 Pure functions: a source file in, the destination file written, a progress callback. The caller owns
 the destination path (it renames it into place); on failure we remove what we wrote.
 
-Video: frames are decoded by :func:`ai.frames.iter_video_frames`, segmented one at a time, smoothed in
-time (:class:`AlphaSmoother`) and piped as raw frames into one ffmpeg encoder process, which also
-takes the audio straight from the source file. Nothing is written to disk but the result.
+Video: ffmpeg decodes frames straight at the model's input size (:func:`ai.frames.iter_video_frames`),
+the model segments them in batches, the mattes are smoothed in time (:class:`AlphaSmoother`) and piped
+into one ffmpeg encoder process, which takes colour and audio straight from the source file and
+applies the matte as alpha. Nothing is written to disk but the result.
 """
 
 from __future__ import annotations
 
 import collections
+import queue
 import re
 import subprocess
 import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any, cast
@@ -22,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ai.errors import InvalidMediaError, PipelineError
-from ai.probe import MediaInfo, oriented_image, probe_image
+from ai.probe import MediaInfo, open_photo
 from ai.progress import ProgressCallback, no_progress
 
 BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -132,19 +135,12 @@ def photo_cutout(
     if output == "mask" and bg_rgb is not None:
         raise InvalidOptionError("a background colour cannot be combined with output=mask")
     src, dst_png = Path(src), Path(dst_png)
-    try:
-        if src.stat().st_size == 0:
-            raise InvalidMediaError("the file is empty (0 bytes)")
-    except OSError as exc:
-        raise InvalidMediaError(f"the file could not be read ({exc.strerror})") from exc
-    if probe_image(src) is None:  # also enforces the pixel limit and decodes once
-        raise InvalidMediaError("the file is not a recognised image")
+    _, image = open_photo(src)  # decoded once: checks (pixel limit, corruption) and pixels together
 
     progress(0, 3, "loading model")
     segmenter = _resolve_model(model)
     if hasattr(segmenter, "load"):
-        segmenter.load()  # a missing model fails here, before any decoding work
-    image = oriented_image(src)
+        segmenter.load()
     rgb = np.asarray(image)
     progress(1, 3, "removing background")
     alpha = np.asarray(segmenter.predict(rgb), dtype=np.float32)
@@ -202,9 +198,18 @@ class AlphaSmoother:
         if self.strength == 0.0 or self._state is None or self._state.shape != alpha.shape:
             self._state = alpha.copy()
             return alpha
-        change = np.abs(alpha - self._state)
-        weight = self.strength * np.exp(-np.square(change / self.motion_threshold))
-        self._state = weight * self._state + (1.0 - weight) * alpha
+        # In place, two temporaries: state += (1 - w) * (alpha - state), the same as
+        # w * state + (1 - w) * alpha.
+        change = alpha - self._state
+        keep = np.abs(change)
+        keep *= 1.0 / self.motion_threshold
+        np.square(keep, out=keep)
+        np.negative(keep, out=keep)
+        np.exp(keep, out=keep)
+        keep *= -self.strength
+        keep += 1.0  # now 1 - w
+        keep *= change
+        self._state += keep
         return self._state.copy()
 
 
@@ -224,14 +229,6 @@ class _StderrTail(threading.Thread):
 
     def text(self) -> str:
         return "\n".join(self.lines)[-1500:] or "ffmpeg gave no reason"
-
-
-def _frame_rate(info: MediaInfo) -> str:
-    """The source's average frame rate as an exact ffmpeg rational (29.97 -> 30000/1001)."""
-    if not info.fps:
-        return "25"
-    rate = Fraction(info.fps).limit_denominator(1001 * 4)
-    return f"{rate.numerator}/{rate.denominator}"
 
 
 def _encoder_args(kind: str, info: MediaInfo) -> tuple[list[str], list[str], list[str], str]:
@@ -277,16 +274,53 @@ def _encoder_args(kind: str, info: MediaInfo) -> tuple[list[str], list[str], lis
     return video, audio, ["-movflags", "+faststart"], "mp4"
 
 
-def _even_pad(frame: np.ndarray, fill: tuple[int, ...]) -> np.ndarray:
-    """Pad to even width/height (4:2:0 chroma needs it) with ``fill`` (the background, or transparent)."""
-    height, width = frame.shape[:2]
-    pad_h, pad_w = height % 2, width % 2
-    if not pad_h and not pad_w:
-        return frame
-    out = np.empty((height + pad_h, width + pad_w, frame.shape[2]), dtype=frame.dtype)
-    out[:] = np.asarray(fill, dtype=frame.dtype)
-    out[:height, :width] = frame
-    return out
+def _encoder_graph(
+    info: MediaInfo, rate: str, size: tuple[int, int], matte_size: int, background: tuple[int, int, int] | None
+) -> str:
+    """ffmpeg filter graph of the encoder: input 0 is our matte stream (gray, model size, one frame
+    per output frame), input 1 the source file. The colour comes straight from the source, resampled
+    to ``rate`` by timestamp exactly as our decoder resampled it, so frame k of both streams is the
+    same source frame; the matte is scaled to the output size and becomes its alpha. Nothing at full
+    resolution passes through Python."""
+    from ai.frames import constant_rate_filters
+
+    width, height = size
+    even_w, even_h = width + width % 2, height + height % 2
+    stream = info.extra.get("stream_index")
+    colour = [f"{name}={args[0]}" for name, args in constant_rate_filters(rate)]
+    if (width, height) != (info.width, info.height):
+        colour.append(f"scale={width}:{height}:flags=bicubic")
+    graph = f"[1:{stream if stream is not None else 'v:0'}]{','.join(colour)}[colour];"
+    graph += f"[0:v]scale={width}:{height}:flags=bilinear[alpha];[colour][alpha]alphamerge"
+    if (even_w, even_h) != (width, height):  # 4:2:0 chroma needs even sizes: transparent padding
+        graph += f",format=rgba,pad={even_w}:{even_h}:0:0:color=black@0"
+    if background is not None:
+        red, green, blue = background
+        graph += f"[subject];color=c=0x{red:02x}{green:02x}{blue:02x}:s={even_w}x{even_h}:r={rate}[background];"
+        graph += "[background][subject]overlay=shortest=1"
+    start = float(info.extra.get("video_start") or 0.0)
+    if start > 0:  # the video began after the audio in the source: keep that gap
+        graph += f",setpts=PTS+{start:.6f}/TB"
+    return graph + "[video]"
+
+
+class _Stop(Exception):
+    """The pipeline is being torn down: a worker thread leaves quietly."""
+
+
+_END = object()  # end of a queue's stream
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
+    """Put without ever blocking past a stop (the consumer may be gone)."""
+    while True:
+        if stop.is_set():
+            raise _Stop()
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 def video_cutout(
@@ -298,110 +332,165 @@ def video_cutout(
     prores: bool = False,
     height: int | None = None,
     smoothing: float = 0.6,
+    batch_size: int = 4,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Remove the background of every frame of a video.
 
     Transparent background: WebM (VP9 with alpha, Opus audio), or with ``prores=True`` a MOV (ProRes
     4444 with alpha, PCM audio) for video editors. A colour: H.264 MP4 (AAC audio: copied when the
-    source already has AAC). Same frame rate, frame count and duration as the source; ``height``
-    scales the output down (aspect kept). ``smoothing`` (0 = off, <1) steadies the matte over time.
-    Raises InvalidMediaError for a bad source, ai.errors.Cancelled when ``progress`` raises it (the partial
-    output is removed), VideoEncodeError when ffmpeg fails.
+    source already has AAC). The output has the source's average frame rate and duration; a variable
+    frame rate source is resampled to it by timestamp, so every frame stays in sync with the audio.
+    ``height`` scales the output down (aspect kept). ``smoothing`` (0 = off, <1) steadies the matte
+    over time; a uniform frame (a flash, a fade to black) keeps the previous frame's matte.
+
+    Three stages overlap: a decoder thread (ffmpeg scales frames to the model's input size; numpy
+    normalises whole batches), the model on this thread (``batch_size`` frames per run), and a writer
+    thread (matte stretching, smoothing, piping mattes to the ffmpeg encoder, which composites).
+    Raises InvalidMediaError for a bad source, ai.errors.Cancelled when ``progress`` raises it (the
+    partial output is removed), VideoEncodeError when ffmpeg fails.
     """
-    from ai.frames import estimate_frame_total, iter_video_frames, probe_source_video
+    from ai.frames import estimate_frame_total, frame_rate, iter_video_frames, output_size, probe_source_video
 
     progress = progress or no_progress
     bg_name, bg_rgb = parse_background(background)
     if prores and bg_rgb is not None:
         raise InvalidOptionError("ProRes 4444 output is only for a transparent background")
     smoother = AlphaSmoother(strength=smoothing)
+    batch_size = max(1, int(batch_size))
     src, dst = Path(src), Path(dst)
     info = probe_source_video(src)
     kind = "mp4" if bg_rgb is not None else ("prores" if prores else "webm")
     total = estimate_frame_total(info, "all")
+    rate = frame_rate(info)
+    out_w, out_h = output_size(info, height)
 
     progress(0, total, "loading model")
     segmenter = _resolve_model(model)
-    if hasattr(segmenter, "load"):
-        segmenter.load()
+    if not hasattr(segmenter, "predict_batch"):
+        raise TypeError("video cut-outs need a segmentation model with predict_batch (ai.segmentation)")
+    segmenter.load()
+    matte_size = int(segmenter.input_size)
 
-    frames = iter_video_frames(src, height=height)
-    try:
-        first = next(frames)
-    except StopIteration:  # iter_video_frames raises for no frames; belt and braces
-        raise InvalidMediaError("no frames could be decoded from the video") from None
-    frame_h, frame_w = first.image.shape[:2]
-    out_w, out_h = frame_w + frame_w % 2, frame_h + frame_h % 2
-    pix_in = "rgb24" if bg_rgb is not None else "rgba"
-    fill = bg_rgb if bg_rgb is not None else (0, 0, 0, 0)
-    rate = _frame_rate(info)
+    stop = threading.Event()
+    inputs: queue.Queue = queue.Queue(maxsize=2)  # preprocessed batches waiting for the model
+    outputs: queue.Queue = queue.Queue(maxsize=2)  # raw predictions waiting for the writer
+    frames = iter_video_frames(src, size=(matte_size, matte_size), rate=rate, planar=True)
+
+    def decode() -> None:
+        try:
+            batch: list[np.ndarray] = []
+            for frame in frames:
+                batch.append(frame.image)
+                if len(batch) == batch_size:
+                    pixels = np.stack(batch)
+                    _put(inputs, (pixels, segmenter.preprocess(pixels)), stop)
+                    batch = []
+            if batch:
+                pixels = np.stack(batch)
+                _put(inputs, (pixels, segmenter.preprocess(pixels)), stop)
+            _put(inputs, _END, stop)
+        except _Stop:
+            pass
+        except BaseException as exc:
+            try:
+                _put(inputs, exc, stop)
+            except _Stop:
+                pass
+        finally:
+            frames.close()  # stops the ffmpeg decoder when we leave early
+
     video_args, audio_args, muxer_args, container = _encoder_args(kind, info)
-
-    cmd = [
-        "ffmpeg",
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        pix_in,
-        "-s",
-        f"{out_w}x{out_h}",
-        "-framerate",
-        rate,
-        "-i",
-        "pipe:0",
-    ]
+    cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{matte_size}x{matte_size}", "-framerate", rate]
+    cmd += ["-i", "pipe:0", "-i", str(src)]
+    cmd += ["-filter_complex", _encoder_graph(info, rate, (out_w, out_h), matte_size, bg_rgb), "-map", "[video]"]
+    cmd += video_args
     if info.has_audio:
-        cmd += ["-i", str(src), "-map", "0:v:0", "-map", "1:a:0"] + video_args + audio_args
-    else:
-        cmd += ["-map", "0:v:0"] + video_args
-    # No -shortest: the audio keeps its own length, exactly as in the source file.
+        # No -shortest: the audio keeps its own length, exactly as in the source file.
+        cmd += ["-map", "1:a:0"] + audio_args
     cmd += muxer_args + ["-f", container, str(dst)]
-
     try:
         encoder = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except BaseException as exc:
-        frames.close()  # stop the decoder process
-        if isinstance(exc, FileNotFoundError):
-            raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
-        raise
+    except FileNotFoundError as exc:
+        raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
     encoder_in = cast(IO[bytes], encoder.stdin)  # a pipe: stdin=PIPE
     stderr = _StderrTail(encoder.stderr)
     stderr.start()
 
+    written = {"coverage": 0.0, "error": None}
+
+    def write() -> None:
+        previous: np.ndarray | None = None
+        try:
+            while True:
+                item = outputs.get()
+                if item is _END:
+                    return
+                raw, pixels = item
+                mattes = segmenter.postprocess(raw, pixels)
+                for alpha, flat in zip(mattes.alpha, mattes.flat):
+                    if flat and previous is not None:
+                        alpha = previous  # a flash or a fade: nothing to separate, keep the subject
+                    previous = alpha
+                    alpha = smoother(alpha)
+                    written["coverage"] += float((alpha >= 0.5).mean())
+                    encoder_in.write(_alpha_u8(alpha).tobytes())
+        except BaseException as exc:
+            written["error"] = exc
+
+    decoder_thread = threading.Thread(target=decode, name="cutout-decode", daemon=True)
+    writer_thread = threading.Thread(target=write, name="cutout-write", daemon=True)
+    decoder_thread.start()
+    writer_thread.start()
+
+    def encoder_failed() -> VideoEncodeError | BaseException:
+        # A bad source makes both ffmpeg processes fail: the decoder's reason is the useful one.
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                item = inputs.get(timeout=0.2)
+            except queue.Empty:
+                if not decoder_thread.is_alive():
+                    break
+                continue
+            if isinstance(item, BaseException):
+                return item
+            if item is _END:
+                break
+        encoder.wait()
+        stderr.join(timeout=5)
+        return VideoEncodeError(f"ffmpeg stopped while encoding the cut-out video:\n{stderr.text()}")
+
     count = 0
-    coverage_sum = 0.0
     finished = False
     try:
-
-        def process(frame) -> None:
-            nonlocal count, coverage_sum
-            alpha = smoother(np.asarray(segmenter.predict(frame.image), dtype=np.float32))
-            coverage_sum += float((alpha >= 0.5).mean())
-            if bg_rgb is not None:
-                pixels = composite(frame.image, alpha, bg_rgb)
-            else:
-                pixels = np.dstack([frame.image, _alpha_u8(alpha)])
-            pixels = _even_pad(pixels, fill)
+        while True:
+            item = inputs.get()
+            if item is _END:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            pixels, batch = item
+            raw = segmenter.run(batch)
             try:
-                encoder_in.write(pixels.tobytes())
-            except (BrokenPipeError, ValueError):
-                encoder.wait()
-                stderr.join(timeout=5)
-                # ffmpeg's log says why it stopped; the broken pipe adds nothing.
-                raise VideoEncodeError(f"ffmpeg stopped while encoding the cut-out video:\n{stderr.text()}") from None
-            count += 1
-            progress(count, total, f"removing background {count}/{total if total else '?'}")
+                while writer_thread.is_alive():
+                    try:
+                        outputs.put((raw, pixels), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+            finally:
+                if written["error"] is not None or not writer_thread.is_alive():
+                    raise encoder_failed()
+            for _ in range(len(pixels)):
+                count += 1
+                progress(count, total, f"removing background {count}/{total if total else '?'}")
 
-        process(first)
-        for frame in frames:
-            process(frame)
-
+        outputs.put(_END)
+        writer_thread.join()
+        if written["error"] is not None:
+            raise encoder_failed()
         progress(count, total, "finishing video")
         encoder_in.close()
         returncode = encoder.wait()
@@ -410,12 +499,19 @@ def video_cutout(
             raise VideoEncodeError(f"ffmpeg could not encode the cut-out video (exit {returncode}):\n{stderr.text()}")
         finished = True
     finally:
-        frames.close()  # stops the decoder process when we leave early
+        stop.set()
         if not finished:
             if encoder.poll() is None:
                 encoder.kill()
             encoder.wait()
-            stderr.join(timeout=5)
+            try:
+                outputs.put_nowait(_END)  # a writer waiting for work leaves
+            except queue.Full:
+                pass  # a writer blocked on the killed encoder leaves with a broken pipe
+        writer_thread.join(timeout=10)
+        decoder_thread.join(timeout=10)
+        stderr.join(timeout=5)
+        if not finished:
             _remove_quietly(dst)
         for pipe in (encoder.stdin, encoder.stderr):
             try:
@@ -427,8 +523,8 @@ def video_cutout(
     fps = float(Fraction(rate))
     progress(count, count, "done")
     return {
-        "width": out_w,
-        "height": out_h,
+        "width": out_w + out_w % 2,
+        "height": out_h + out_h % 2,
         "frames": count,
         "fps": round(fps, 6),
         "duration": round(count / fps, 6),
@@ -440,6 +536,6 @@ def video_cutout(
         "has_alpha": bg_rgb is None,
         "audio_codec": (None if not info.has_audio else {"webm": "opus", "prores": "pcm_s16le"}.get(kind, "aac")),
         "smoothing": smoother.strength,
-        "coverage": round(coverage_sum / max(count, 1), 4),
+        "coverage": round(written["coverage"] / max(count, 1), 4),
         "filename": cutout_video_filename(background, prores),
     }

@@ -35,11 +35,11 @@ from PIL import Image
 
 from ai.config import DEFAULT_DEPTH_MODEL
 from ai.depth_metadata import depth_metadata, depth_pnginfo
-from ai.errors import InvalidMediaError, ModelUnavailableError, TransientError
+from ai.errors import ModelUnavailableError, TransientError
 from ai.frames import effective_fps as nominal_effective_fps
-from ai.frames import estimate_frame_total, extract_frames, probe_source_video
+from ai.frames import estimate_frame_total, extract_frames, output_size, probe_source_video
 from ai.models import InferenceModel, hub_offline, model_cache
-from ai.probe import oriented_image, probe_media
+from ai.probe import open_photo
 from ai.progress import ProgressCallback, no_progress
 from ai.scenecut import SceneCutDetector
 from ai.stabilize import DepthStabilizer
@@ -480,10 +480,7 @@ def photo_depth(
     check_polarity(polarity)
     progress = progress or no_progress
     src, dst_png = Path(src), Path(dst_png)
-    info = probe_media(src)
-    if info.kind != "photo":
-        raise InvalidMediaError("the file is a video, not a photo (use video depth for videos)")
-    image = oriented_image(src)
+    _, image = open_photo(src)  # decoded once: the check and the pixels
     try:
         progress(0, 3, "loading model")
         model.load()
@@ -545,7 +542,8 @@ def video_depth(
     progress = progress or no_progress
     src, dst_zip = Path(src), Path(dst_zip)
     info = probe_source_video(src)
-    frames = extract_frames(src, method=method, fps=fps, max_frames=max_frames, height=height)
+    extract_size, input_size = video_input_size(model, info, height, input_size)
+    frames = extract_frames(src, method=method, fps=fps, max_frames=max_frames, size=extract_size)
     total = estimate_frame_total(info, method, fps, max_frames) if method == "interval" else None
     # Zero-padded to at least 4 digits and to the most frames this run can give: names sort.
     # Uncapped runs only have an estimate of their length: leave room.
@@ -656,6 +654,28 @@ def video_depth(
         raise
     progress(len(entries), len(entries), "done")
     return manifest
+
+
+def video_input_size(
+    model: DepthModel, info, height: int | None, input_size: int | None
+) -> tuple[tuple[int, int], int]:
+    """((width, height) to extract video frames at, input size to feed them at).
+
+    Frames are extracted ``height`` high (never upscaled from the source). Where the checkpoint's
+    resize rule would then enlarge them (e.g. a 480-high frame to 518: detail the frame no longer
+    has, at 1.2x the tokens), they are instead extracted at the nearest smaller multiple of the patch
+    size and fed as they are: no resize at all, and the depth map is exactly the frame's size.
+    Larger frames are scaled down to the input size (``DEPTH_INPUT_SIZE``, the cap) inside the
+    model, and their depth scaled back up to the frame size the viewer shows."""
+    model.load()  # its patch size and resize rule come with the checkpoint
+    cap = int(input_size or model.options["input_size"])
+    width, height = output_size(info, height)
+    fed_h, fed_w = model.inference_size(height, width, cap)
+    if fed_h <= height and fed_w <= width:
+        return (width, height), cap
+    multiple = model.multiple
+    width, height = max(multiple, width // multiple * multiple), max(multiple, height // multiple * multiple)
+    return (width, height), min(cap, width, height)
 
 
 def _effective_fps(info, method: str, fps: float, entries: list[dict[str, Any]]) -> float | None:

@@ -12,7 +12,9 @@ size is the displayed orientation that :func:`ai.probe.probe_video` reports.
 
 from __future__ import annotations
 
+import bisect
 import collections
+import logging
 import math
 import queue
 import re
@@ -20,6 +22,7 @@ import subprocess
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ import numpy as np
 from ai.errors import InvalidMediaError
 from ai.probe import MediaInfo, check_readable, probe_video
 from ai.progress import ProgressCallback, no_progress
+
+log = logging.getLogger(__name__)
 
 METHODS = ("interval", "keyframes")
 
@@ -44,23 +49,29 @@ _TRUNCATED = re.compile(
     rb"moov atom not found|End of file while parsing",
     re.I,
 )
+_GBR_TO_RGB = [2, 0, 1]
 _STDERR_TAIL_LINES = 40
 _TIME_WAIT_SECONDS = 60.0
+# Interval sampling names the chosen frames' times in ffmpeg's select expression; beyond this many
+# (a very long video sampled densely) the expression would outgrow a command line, and the selection
+# falls back to buckets shifted by half the average frame interval.
+_MAX_LISTED_FRAMES = 2000
 
 
 @dataclass
 class Frame:
     index: int  # 1-based position in the output sequence
     time: float  # presentation time in seconds of the source frame (ffmpeg pts, as ffprobe shows it)
-    image: np.ndarray  # HxWx3 uint8 RGB, upright (rotation metadata applied)
+    image: np.ndarray  # HxWx3 uint8 RGB, upright (rotation metadata applied); 3xHxW when planar
+    planar: bool = False
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        return int(self.image.shape[1 if self.planar else 0])
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        return int(self.image.shape[2 if self.planar else 1])
 
 
 def probe_source_video(path: Path | str) -> MediaInfo:
@@ -69,10 +80,9 @@ def probe_source_video(path: Path | str) -> MediaInfo:
     check_readable(path)
     info = probe_video(path)
     if info is None:
-        detail = _ffprobe_error(path)
-        raise InvalidMediaError(
-            "the file is not a video, or it is damaged" + (f" (ffprobe: {detail})" if detail else "")
-        )
+        # ffprobe's own words help whoever reads the log, not the person who uploaded the file.
+        log.warning("ffprobe could not read %s as a video: %s", path, _ffprobe_error(path) or "no detail")
+        raise InvalidMediaError("the file is not a video, or it is damaged")
     if info.format in _NOT_VIDEO_FORMATS or info.video_codec in ("ansi",):
         raise InvalidMediaError(f"the file is not a video (it was read as {info.format})")
     return info
@@ -98,8 +108,23 @@ def output_size(info: MediaInfo, height: int | None) -> tuple[int, int]:
         return src_w, src_h
     if height < 2:
         raise ValueError("height must be at least 2 pixels")
-    width = max(2, int(round(src_w * height / src_h / 2.0)) * 2)
+    width = max(2, round(src_w * height / src_h / 2.0) * 2)
     return width, int(height)
+
+
+def frame_rate(info: MediaInfo) -> str:
+    """The source's average frame rate as an exact ffmpeg rational (29.97 -> 30000/1001); 25 if unknown."""
+    if not info.fps:
+        return "25"
+    rate = Fraction(info.fps).limit_denominator(1001 * 4)
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+def constant_rate_filters(rate: str) -> list[tuple[str, tuple]]:
+    """Resample a (possibly variable-rate) video to ``rate`` frames per second by timestamp: output
+    frame k shows the source frame on screen at k/rate after the first frame (duplicated or
+    dropped as needed). Two ffmpeg processes given the same source and filters pick the same frames."""
+    return [("setpts", ("PTS-STARTPTS",)), ("fps", (rate,))]
 
 
 def estimate_frame_total(
@@ -113,13 +138,13 @@ def estimate_frame_total(
         # starts one frame before the end.
         frame_time = 1.0 / info.fps if info.fps else 0.0
         last_frame = max(0.0, info.duration - frame_time)
-        total = int(math.floor((last_frame + frame_time / 2) * fps + 1e-6)) + 1
+        total = math.floor((last_frame + frame_time / 2) * fps + 1e-6) + 1
         return min(total, max_frames) if max_frames else total
     if method == "all":
         if info.frame_count:
             return info.frame_count
         if info.duration and info.fps:
-            return max(1, int(round(info.duration * info.fps)))
+            return max(1, round(info.duration * info.fps))
         return None
     return None  # key frames: unknown without reading the whole file
 
@@ -210,6 +235,7 @@ def _run_ffmpeg(
     total: int | None,
     stage: str,
     progress: ProgressCallback,
+    planar: bool = False,
 ) -> Generator[Frame, None, None]:
     width, height = size
     stream = ffmpeg.input(str(path), copyts=None, **input_options).video
@@ -218,7 +244,12 @@ def _run_ffmpeg(
     # showinfo before scaling: it reports the source frame's pts. Explicit size: a resolution change
     # mid-stream still yields frames of the size we read.
     stream = stream.filter("showinfo").filter("scale", width, height, flags="bicubic")
-    output_options: dict[str, Any] = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
+    # gbrp: ffmpeg's planar RGB (planes in G, B, R order), for consumers that work per channel.
+    output_options: dict[str, Any] = {
+        "format": "rawvideo",
+        "pix_fmt": "gbrp" if planar else "rgb24",
+        "fps_mode": "passthrough",
+    }
     if max_frames:
         output_options["frames:v"] = int(max_frames)
     cmd = (
@@ -245,7 +276,8 @@ def _run_ffmpeg(
             if len(buf) != frame_bytes:
                 proc.wait()
                 reader.join(timeout=5)
-                raise InvalidMediaError(f"the video could not be decoded completely ({reader.reason()})")
+                _log_ffmpeg(path, reader)
+                raise InvalidMediaError("the video could not be decoded completely")
             try:
                 pts_time = reader.times.get(timeout=_TIME_WAIT_SECONDS)
             except queue.Empty:
@@ -253,20 +285,24 @@ def _run_ffmpeg(
             if pts_time is None:  # stderr closed before the showinfo line: should not happen
                 pts_time = float("nan")
             count += 1
-            image = np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+            if planar:
+                image = np.frombuffer(buf, dtype=np.uint8).reshape(3, height, width)[_GBR_TO_RGB]
+            else:
+                image = np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
             progress(count, total, f"{stage} {count}/{total if total else '?'}")
-            yield Frame(index=count, time=_fallback_time(pts_time, count, info), image=image)
+            yield Frame(index=count, time=_fallback_time(pts_time, count, info), image=image, planar=planar)
         returncode = proc.wait()
         reader.join(timeout=5)
         finished = True
         if returncode != 0:
-            raise InvalidMediaError(f"the video could not be decoded ({reader.reason()})")
+            _log_ffmpeg(path, reader)
+            raise InvalidMediaError("the video could not be decoded")
         if count == 0:
-            raise InvalidMediaError(f"no frames could be decoded from the video ({reader.reason()})")
+            _log_ffmpeg(path, reader)
+            raise InvalidMediaError("no frames could be decoded from the video")
         if reader.truncation:
-            raise InvalidMediaError(
-                f"the video file is truncated: it ends before its declared length (ffmpeg: {reader.truncation})"
-            )
+            _log_ffmpeg(path, reader)
+            raise InvalidMediaError("the video file is truncated: it ends before its declared length")
     finally:
         if not finished:  # consumer stopped early, or an error: do not leave ffmpeg running
             if proc.poll() is None:
@@ -279,6 +315,11 @@ def _run_ffmpeg(
                     pipe.close()
             except OSError:
                 pass
+
+
+def _log_ffmpeg(path: Path, reader: _StderrReader) -> None:
+    """ffmpeg's raw words go to the log; the error the user sees stays one clear sentence."""
+    log.warning("ffmpeg on %s: %s", path, reader.truncation or reader.reason())
 
 
 def _fallback_time(pts_time: float, index: int, info: MediaInfo) -> float:
@@ -302,6 +343,71 @@ def _read_exact(pipe, size: int) -> bytearray:
     return buffer if filled == size else buffer[:filled]
 
 
+def _packet_times(path: Path, info: MediaInfo) -> list[float] | None:
+    """Presentation times of every frame of the video stream, from its packets (no decoding), sorted;
+    None when some packet has no timestamp or ffprobe fails."""
+    stream = info.extra.get("stream_index")
+    cmd = ["ffprobe", "-v", "error", "-select_streams", str(stream) if stream is not None else "v:0"]
+    cmd += ["-show_entries", "packet=pts_time", "-of", "csv=p=0", str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        times = sorted({float(line.strip().rstrip(b",")) for line in proc.stdout.splitlines() if line.strip()})
+    except ValueError:  # "N/A": a packet without a timestamp
+        return None
+    return times or None
+
+
+def nearest_frame_times(times: list[float], fps: float, max_frames: int | None = None) -> list[float]:
+    """The frame times interval sampling picks from sorted source ``times``: the first frame, then for
+    each k/fps the frame nearest to it (ties: the earlier one), each at most once. A time past the
+    last frame counts while it is within half the last frame interval of it."""
+    if not times:
+        return []
+    chosen = [0]
+    last_half = (times[-1] - times[-2]) / 2 if len(times) > 1 else 0.0
+    k = math.floor(times[0] * fps + 1e-9) + 1
+    while (max_frames is None or len(chosen) < max_frames) and k / fps <= times[-1] + last_half + 1e-9:
+        target = k / fps
+        i = bisect.bisect_left(times, target)
+        if i == len(times) or (i > 0 and target - times[i - 1] <= times[i] - target):
+            i -= 1
+        if i > chosen[-1]:
+            chosen.append(i)
+        k += 1
+    return [times[i] for i in chosen]
+
+
+def _balanced_sum(terms: list[str]) -> str:
+    """``a+b+c+...`` as a balanced tree of brackets: ffmpeg's expression parser gives up on a chain of
+    about 100 terms (its nesting limit), not on a tree of thousands."""
+    if len(terms) == 1:
+        return terms[0]
+    middle = len(terms) // 2
+    return f"({_balanced_sum(terms[:middle])}+{_balanced_sum(terms[middle:])})"
+
+
+def _nearest_frames_select(path: Path, info: MediaInfo, fps: float, max_frames: int | None) -> str:
+    """ffmpeg ``select`` expression for interval sampling by each frame's own time (exact on variable
+    frame rate); the average-interval approximation when times are unknown or too many."""
+    times = _packet_times(path, info)
+    wanted = nearest_frame_times(times, fps, max_frames) if times else []
+    if wanted and len(wanted) <= _MAX_LISTED_FRAMES:
+        gaps = [b - a for a, b in zip(times, times[1:]) if b > a]
+        tolerance = min([1e-4, *(g / 3 for g in gaps)])
+        return _balanced_sum([f"lt(abs(t-{t:.6f}),{tolerance:.9f})" for t in wanted])
+    # Buckets of 1/fps shifted half an average frame earlier: the first frame of each bucket is
+    # about the one nearest to k/fps.
+    half_frame = 0.5 / info.fps if info.fps else 0.0
+    bucket = f"floor((t+{half_frame:.9f})*{fps:.9f}+1e-6)"
+    prev_bucket = f"floor((prev_selected_t+{half_frame:.9f})*{fps:.9f}+1e-6)"
+    return f"isnan(prev_selected_t)+gte({bucket},{prev_bucket}+1)"
+
+
 def _check_positive(name: str, value, kind=float):
     if value is None:
         return None
@@ -321,13 +427,16 @@ def extract_frames(
     max_frames: int | None = 30,
     height: int | None = 480,
     progress: ProgressCallback | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Generator[Frame, None, None]:
     """Frames sampled from a video, streamed one at a time.
 
-    ``method="interval"``: the source frame shown at (or nearest to) times 0, 1/fps, 2/fps, ...
+    ``method="interval"``: for each of the times 0, 1/fps, 2/fps, ... the source frame nearest to it
+    by its own timestamp (variable frame rate included), each frame at most once.
     ``method="keyframes"``: only key frames are decoded (fast: no inter frames). Both stop after
     ``max_frames`` (None: no cap). ``height`` scales frames down keeping the aspect (even width);
-    None keeps the source size. A video shorter than one interval still yields its first frame.
+    None keeps the source size; ``size`` (width, height) sets the exact size instead (e.g. the size
+    a model is fed). A video shorter than one interval still yields its first frame.
     Raises InvalidMediaError for files that are not decodable videos, ValueError for bad options.
     """
     if method not in METHODS:
@@ -337,15 +446,10 @@ def extract_frames(
     height = _check_positive("height", height, int)
     path = Path(path)
     info = probe_source_video(path)
-    size = output_size(info, height)
+    size = size or output_size(info, height)
     progress = progress or no_progress
     if method == "interval":
-        # Select the first frame of each 1/fps bucket, the buckets shifted half a source frame
-        # earlier so the chosen frame is the one nearest to k/fps rather than the next one after.
-        half_frame = 0.5 / info.fps if info.fps else 0.0
-        bucket = f"floor((t+{half_frame:.9f})*{fps:.9f}+1e-6)"
-        prev_bucket = f"floor((prev_selected_t+{half_frame:.9f})*{fps:.9f}+1e-6)"
-        select = f"isnan(prev_selected_t)+gte({bucket},{prev_bucket}+1)"
+        select = _nearest_frames_select(path, info, fps, max_frames)
         filters = [("select", (select,))]
         input_options: dict = {}
     else:
@@ -368,25 +472,35 @@ def extract_frames(
 
 
 def iter_video_frames(
-    path: Path | str, height: int | None = None, progress: ProgressCallback | None = None
+    path: Path | str,
+    height: int | None = None,
+    progress: ProgressCallback | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    rate: str | None = None,
+    planar: bool = False,
 ) -> Generator[Frame, None, None]:
     """Every frame of a video at its source rate, upright, with its presentation time.
 
-    ``progress`` gets the container's frame count as total (or an estimate from duration x fps,
-    or None when the container reports neither).
+    ``size`` (width, height) scales to exactly that size (e.g. a model's square input) instead of
+    ``height``. ``rate`` resamples to that constant rate by timestamp (:func:`constant_rate_filters`;
+    times then count from the first frame). ``planar`` gives 3xHxW images (one plane per channel,
+    what a model's input is made of). ``progress`` gets the container's frame count as total
+    (or an estimate from duration x fps, or None when the container reports neither).
     """
     height = _check_positive("height", height, int)
     path = Path(path)
     info = probe_source_video(path)
-    size = output_size(info, height)
+    size = size or output_size(info, height)
     yield from _run_ffmpeg(
         path,
         info,
-        video_filters=[],
+        video_filters=constant_rate_filters(rate) if rate else [],
         size=size,
         input_options={},
         max_frames=None,
         total=estimate_frame_total(info, "all"),
         stage="decoding frame",
         progress=progress or no_progress,
+        planar=planar,
     )

@@ -102,8 +102,11 @@ def _exif_datetime(raw: str | None, offset: str | None = None) -> str | None:
     return text
 
 
-def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo | None:
-    """MediaInfo for an image, None if neither Pillow nor ffmpeg recognises the bytes as a still image."""
+def _read_image(path: Path, max_pixels: int, keep: bool) -> tuple[MediaInfo, Image.Image | None] | None:
+    """Open, check and decode an image once: its MediaInfo, and with ``keep`` its pixels upright
+    (EXIF orientation applied) as RGB. None if neither Pillow nor ffmpeg recognises the bytes as a
+    still image."""
+    pixels: Image.Image | None = None
     try:
         with Image.open(path) as im:
             fmt = (im.format or "").upper()
@@ -121,17 +124,19 @@ def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo |
             captured = _exif_datetime(
                 ifd.get(EXIF_DATETIME_ORIGINAL) or exif.get(TIFF_DATETIME), ifd.get(EXIF_OFFSET_TIME_ORIGINAL)
             )
-            # Decode the pixels once: a truncated or corrupt file fails here, not in a worker later.
+            # Decode the pixels: a truncated or corrupt file fails here, not in a worker later.
             im.load()
+            if keep:
+                pixels = ImageOps.exif_transpose(im).convert("RGB")
     except InvalidMediaError:
         raise
     except UnidentifiedImageError:
-        return _probe_still_with_ffmpeg(path, max_pixels)
+        return _probe_still_with_ffmpeg(path, max_pixels, keep)
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidMediaError(f"the image could not be decoded ({exc})") from exc
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return MediaInfo(
+    info = MediaInfo(
         kind="photo",
         mime_type=_IMAGE_MIME.get(fmt, f"image/{fmt.lower()}"),
         format=fmt.lower(),
@@ -141,6 +146,30 @@ def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo |
         orientation=orientation,
         captured_at=captured,
     )
+    return info, pixels
+
+
+def probe_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> MediaInfo | None:
+    """MediaInfo for an image, None if neither Pillow nor ffmpeg recognises the bytes as a still image."""
+    read = _read_image(Path(path), max_pixels, keep=False)
+    return read[0] if read else None
+
+
+def open_photo(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[MediaInfo, Image.Image]:
+    """A photo decoded once for processing: its MediaInfo and its pixels upright, as RGB.
+
+    Raises InvalidMediaError with a user-facing reason (empty, unreadable, not an image, a video,
+    too many pixels, corrupt)."""
+    path = Path(path)
+    check_readable(path)
+    read = _read_image(path, max_pixels, keep=True)
+    if read is None:
+        if probe_video(path) is not None:
+            raise InvalidMediaError("the file is a video, not a photo")
+        raise InvalidMediaError("the file is not a recognised image")
+    info, pixels = read
+    assert pixels is not None
+    return info, pixels
 
 
 def run_media_tool(cmd: list[str], timeout: float, doing: str) -> subprocess.CompletedProcess:
@@ -182,7 +211,9 @@ def _decode_with_ffmpeg(path: Path, timeout: float = 120) -> Image.Image:
     return image
 
 
-def _probe_still_with_ffmpeg(path: Path, max_pixels: int) -> MediaInfo | None:
+def _probe_still_with_ffmpeg(
+    path: Path, max_pixels: int, keep: bool = False
+) -> tuple[MediaInfo, Image.Image | None] | None:
     data = _ffprobe(path)
     if not _is_still(data):
         return None
@@ -195,9 +226,9 @@ def _probe_still_with_ffmpeg(path: Path, max_pixels: int) -> MediaInfo | None:
             f"the image claims {width}x{height} pixels ({width * height / 1e6:.0f} MP); "
             f"the limit is {max_pixels / 1e6:.0f} MP"
         )
-    _decode_with_ffmpeg(path)  # a corrupt file fails here, not in a worker later
+    image = _decode_with_ffmpeg(path)  # a corrupt file fails here, not in a worker later
     codec = stream.get("codec_name") or "unknown"
-    return MediaInfo(
+    info = MediaInfo(
         kind="photo",
         mime_type=_STILL_CODEC_MIME.get(codec, f"image/{codec}"),
         format=codec,
@@ -205,6 +236,7 @@ def _probe_still_with_ffmpeg(path: Path, max_pixels: int) -> MediaInfo | None:
         height=height,
         extra={"decoder": "ffmpeg"},
     )
+    return info, (image.convert("RGB") if keep else None)
 
 
 def _rate(text: str | None) -> float | None:
@@ -231,6 +263,15 @@ def stream_rotation(stream: dict[str, Any]) -> int:
         return 0
     # Display-matrix rotation is counter-clockwise; turn it into the clockwise angle.
     return round(-rot) % 360
+
+
+def _video_start(video: dict[str, Any], fmt: dict[str, Any]) -> float:
+    """Seconds from the file's start (its earliest stream) to the first video frame: where the
+    video must begin again, against the audio, in anything re-encoded from it."""
+    try:
+        return max(0.0, float(video["start_time"]) - float(fmt["start_time"]))
+    except (KeyError, TypeError, ValueError):
+        return 0.0
 
 
 def probe_video(path: Path) -> MediaInfo | None:
@@ -299,7 +340,11 @@ def probe_video(path: Path) -> MediaInfo | None:
         video_codec=video.get("codec_name"),
         audio_codec=(audio or {}).get("codec_name"),
         captured_at=created,
-        extra={"stream_index": video.get("index"), "pix_fmt": video.get("pix_fmt")},
+        extra={
+            "stream_index": video.get("index"),
+            "pix_fmt": video.get("pix_fmt"),
+            "video_start": _video_start(video, fmt),
+        },
     )
 
 

@@ -1,8 +1,10 @@
 """Foreground segmentation (background removal) with rembg's ONNX models.
 
 One :class:`SegmentationModel` per model name, loaded once per process through
-:data:`ai.models.model_cache`. rembg keeps each model's own pre/post-processing (input size,
-normalisation); we only choose the model, the execution provider, and where the file comes from.
+:data:`ai.models.model_cache`. rembg finds, downloads and opens each model (its session); we run the
+ONNX session ourselves on whole batches, with each model's own input size and normalisation
+(:class:`SegmentationModelInfo`, the same values as rembg's sessions) done vectorised in numpy:
+rembg's per-image PIL pre/post-processing cost more than a small model itself.
 
 Where rembg looks for model files (rembg 2.0.6x+): ``$U2NET_HOME/models/<name>/<name>.onnx`` (where it
 downloads to) and then ``$U2NET_HOME/<name>.onnx`` (the older flat layout, handy for copying files in
@@ -27,6 +29,14 @@ from ai.models import InferenceModel, hub_offline, model_cache
 
 ImageInput = np.ndarray | Image.Image
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# A prediction whose whole range is below this (a quarter of one 8-bit grey level) separates nothing:
+# a uniform frame (flash, fade to black). Stretching it to 0..1 would divide by ~0 (rembg gives NaN).
+FLAT_PREDICTION_SPAN = 1e-3
+# A model-size frame whose pixels differ by at most this many levels is uniform (compression noise).
+UNIFORM_FRAME_LEVELS = 4
+
 
 @dataclass(frozen=True)
 class SegmentationModelInfo:
@@ -34,13 +44,21 @@ class SegmentationModelInfo:
     licence: str
     commercial_use: bool
     good_for: str
-    input_size: int  # the square size rembg resizes every image to before inference
+    input_size: int  # the square size every image is resized to before inference
     size_mb: int  # approximate download size
     speed: str  # rough CPU speed class: fast | medium | slow
+    # Normalisation the model was trained with (the same values as rembg's session for this name):
+    # pixels / frame maximum, minus ``mean``, divided by ``std``, per RGB channel.
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    logits: bool = False  # the network outputs logits (BiRefNet): a sigmoid comes first
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "default": self.name == DEFAULT_SEGMENTATION_MODEL}
+        public = {k: v for k, v in asdict(self).items() if k not in _PREPROCESSING_FIELDS}
+        return {**public, "default": self.name == DEFAULT_SEGMENTATION_MODEL}
 
+
+_PREPROCESSING_FIELDS = ("mean", "std", "logits")
 
 # Only models rembg can run from a name alone, on this machine, with a foreground matte as output.
 # Left out on purpose: u2net_cloth_seg (clothing classes, not a foreground), sam (needs prompts),
@@ -56,6 +74,8 @@ SEGMENTATION_MODELS: dict[str, SegmentationModelInfo] = {
             1024,
             170,
             "medium",
+            mean=(0.5, 0.5, 0.5),
+            std=(1.0, 1.0, 1.0),
         ),
         SegmentationModelInfo(
             "u2net", "Apache-2.0 (U^2-Net)", True, "general objects; rembg's classic model", 320, 170, "medium"
@@ -83,6 +103,7 @@ SEGMENTATION_MODELS: dict[str, SegmentationModelInfo] = {
             1024,
             170,
             "medium",
+            std=(1.0, 1.0, 1.0),
         ),
         SegmentationModelInfo(
             "birefnet-general",
@@ -92,9 +113,17 @@ SEGMENTATION_MODELS: dict[str, SegmentationModelInfo] = {
             1024,
             930,
             "slow",
+            logits=True,
         ),
         SegmentationModelInfo(
-            "birefnet-general-lite", "MIT (BiRefNet)", True, "general objects, lighter BiRefNet", 1024, 210, "medium"
+            "birefnet-general-lite",
+            "MIT (BiRefNet)",
+            True,
+            "general objects, lighter BiRefNet",
+            1024,
+            210,
+            "medium",
+            logits=True,
         ),
         SegmentationModelInfo(
             "birefnet-portrait",
@@ -104,6 +133,7 @@ SEGMENTATION_MODELS: dict[str, SegmentationModelInfo] = {
             1024,
             930,
             "slow",
+            logits=True,
         ),
         SegmentationModelInfo(
             "birefnet-massive",
@@ -113,6 +143,7 @@ SEGMENTATION_MODELS: dict[str, SegmentationModelInfo] = {
             1024,
             930,
             "slow",
+            logits=True,
         ),
         SegmentationModelInfo(
             "bria-rmbg",
@@ -245,18 +276,41 @@ def _as_pil_rgb(image: ImageInput) -> Image.Image:
     raise ValueError(f"expected an HxWx3 RGB image, got shape {array.shape}")
 
 
+@dataclass
+class Mattes:
+    """Mattes of a batch at the model's input size."""
+
+    alpha: np.ndarray  # N x S x S float32 in 0..1 (1 = subject), never NaN
+    # N bools: the frame was uniform or the model separated nothing in it (a flash, a fade to black).
+    # Its alpha is then 0 (no subject: what rembg's stretching gave, without its NaN); a video keeps
+    # its previous matte instead.
+    flat: np.ndarray
+
+
 class SegmentationModel(InferenceModel):
-    """A rembg session for one model name. ``predict(image)`` -> float32 alpha matte 0..1, HxW."""
+    """An ONNX segmentation model, loaded through rembg's session for its name.
+
+    rembg finds, downloads and opens the model file; inference runs on the session's ONNX Runtime
+    session directly, on whole batches: :meth:`predict_batch` takes frames already at the model's
+    input size (a video decoder scales them) and does rembg's normalisation and matte stretching
+    vectorised in numpy. ``predict(image)`` -> float32 alpha matte 0..1, HxW, for one photo.
+    """
 
     kind = "segmentation"
 
     def __init__(self, model_name: str, device: str = "auto", model_dir: str | None = None, **options: Any) -> None:
-        segmentation_model_info(model_name)  # fail fast on a typo, before anything is cached
+        self.info = segmentation_model_info(model_name)  # fail fast on a typo, before anything is cached
         super().__init__(model_name, device=device, model_dir=model_dir, **options)
         self.device = device
         self.model_dir = model_dir
         self.session: Any = None  # the rembg session, once loaded
         self.providers: list[str] = []
+        self._input_name = ""
+        self._fixed_batch: int | None = None  # the graph's batch dimension when it is not dynamic
+
+    @property
+    def input_size(self) -> int:
+        return self.info.input_size
 
     def _load(self) -> None:
         from rembg import new_session
@@ -272,17 +326,78 @@ class SegmentationModel(InferenceModel):
                 f"{local_model_path(self.model_name)} ({exc}). Delete the file and download it again. "
                 + _how_to_install(self.model_name)
             ) from exc
+        graph_input = self.session.inner_session.get_inputs()[0]
+        self._input_name = graph_input.name
+        batch_dim = graph_input.shape[0] if graph_input.shape else None
+        self._fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         try:
             self.providers = list(self.session.inner_session.get_providers())
         except Exception:  # pragma: no cover - informational only
             pass
 
+    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+        """N x 3 x S x S uint8 planar RGB -> float32 model input, normalised as the model was trained
+        (rembg's ``normalize``: divide by each frame's maximum, then mean/std per channel)."""
+        count = pixels.shape[0]
+        peak = np.maximum(pixels.reshape(count, -1).max(axis=1).astype(np.float32), 1e-6)
+        mean = np.asarray(self.info.mean, np.float32)
+        std = np.asarray(self.info.std, np.float32)
+        scale = 1.0 / (peak[:, None] * std[None, :])  # N x 3
+        out = np.multiply(pixels, scale[:, :, None, None], dtype=np.float32)
+        out -= (mean / std)[None, :, None, None]
+        return out
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """The network alone: N x 3 x S x S float32 -> N x S x S raw predictions."""
+        self.load()
+        session = self.session.inner_session
+        if self._fixed_batch is None:
+            return session.run(None, {self._input_name: inputs})[0][:, 0]
+        # A graph exported with a fixed batch of one (most of rembg's files): one run per frame.
+        return np.concatenate(
+            [session.run(None, {self._input_name: inputs[i : i + 1]})[0][:, 0] for i in range(inputs.shape[0])]
+        )
+
+    def postprocess(self, raw: np.ndarray, pixels: np.ndarray | None = None) -> Mattes:
+        """Raw predictions -> mattes: stretched to 0..1 per frame as rembg does, with no division by
+        zero on a frame that separates nothing (``pixels``, when given, marks uniform frames too)."""
+        pred = np.asarray(raw, dtype=np.float32)
+        if self.info.logits:
+            pred = 1.0 / (1.0 + np.exp(-pred))
+        count = pred.shape[0]
+        flat_view = pred.reshape(count, -1)
+        low, high = flat_view.min(axis=1), flat_view.max(axis=1)
+        span = high - low
+        flat = ~(span >= FLAT_PREDICTION_SPAN)  # also catches NaN
+        if pixels is not None:
+            as_rows = pixels.reshape(count, -1)
+            flat |= (as_rows.max(axis=1).astype(np.int16) - as_rows.min(axis=1)) <= UNIFORM_FRAME_LEVELS
+        # One pass over the pixels: (pred - low) * (1 / span), flat frames multiplied by 0.
+        gain = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, span)).astype(np.float32)
+        alpha = np.subtract(pred, np.where(np.isfinite(low), low, 0.0)[:, None, None])
+        alpha *= gain[:, None, None]
+        if not (np.isfinite(low).all() and np.isfinite(high).all()):  # a NaN or inf in the output
+            np.nan_to_num(alpha, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        np.clip(alpha, 0.0, 1.0, out=alpha)
+        return Mattes(alpha=alpha, flat=flat)
+
+    def predict_batch(self, pixels: np.ndarray) -> Mattes:
+        """Mattes for N x 3 x S x S uint8 planar RGB frames at the model's input size."""
+        pixels = np.asarray(pixels)
+        size = self.input_size
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (3, size, size):
+            raise ValueError(f"expected N x 3 x {size} x {size} uint8 frames, got {pixels.dtype} {pixels.shape}")
+        return self.postprocess(self.run(self.preprocess(pixels)), pixels)
+
     def _predict(self, image: ImageInput, /, **kwargs: Any) -> np.ndarray:
         pil = _as_pil_rgb(image)
-        mask = self.session.predict(pil)[0]  # L image at the input size (rembg resizes back)
-        if mask.size != pil.size:
-            mask = mask.resize(pil.size, Image.Resampling.BILINEAR)
-        return np.asarray(mask, dtype=np.float32) / 255.0
+        size = self.input_size
+        square = np.asarray(pil.resize((size, size), Image.Resampling.LANCZOS))  # rembg's resize
+        alpha = self.predict_batch(np.ascontiguousarray(square.transpose(2, 0, 1))[None]).alpha[0]
+        if pil.size == (size, size):
+            return alpha
+        matte = Image.fromarray(alpha, "F").resize(pil.size, Image.Resampling.BILINEAR)
+        return np.clip(np.asarray(matte, dtype=np.float32), 0.0, 1.0)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "providers": self.providers}

@@ -8,7 +8,7 @@ Runs the real pipelines (ai.cutout.photo_cutout / video_cutout). Without ``--mod
 suggested models (isnet-general-use, u2netp, u2net_human_seg) that are already downloaded. With
 ``--stand-in`` it builds the test suite's tiny ONNX stand-ins (same input size as the real models,
 but a 3x3 convolution instead of a deep network) in a temporary U2NET_HOME: those numbers measure
-everything except the network itself (decode, rembg pre/post-processing, smoothing, encoding)
+everything except the network itself (decode, pre/post-processing, smoothing, encoding)
 and are an upper bound, NOT the speed of the real models. The table says which it measured.
 
 The markdown table replaces the "## Background removal" section of docs/performance.md
@@ -21,6 +21,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -62,7 +63,38 @@ def make_bench_video(folder: Path, seconds: float) -> tuple[Path, str]:
     return path, f"generated 640x360 30 fps {seconds:g} s H.264 + AAC"
 
 
-def bench_model(name: str, photo: Path, video: Path, photo_runs: int, work: Path) -> dict:
+def ffmpeg_alone_s(video: Path, kind: str, work: Path) -> float:
+    """ffmpeg by itself doing the same decode and encode as the cut-out (same codecs and settings,
+    an alpha plane for WebM, the same audio handling): the floor a cut-out pipeline can reach."""
+    import subprocess
+
+    from ai.cutout import _encoder_args
+    from ai.probe import probe_video
+
+    info = probe_video(video)
+    video_args, audio_args, muxer_args, container = _encoder_args(kind, info)
+    cmd = ["ffmpeg", "-v", "error", "-y", "-i", str(video), "-map", "0:v:0"]
+    if kind != "mp4":
+        cmd += ["-vf", "format=yuva420p"]
+    cmd += video_args + (["-map", "0:a:0", *audio_args] if info.has_audio else [])
+    cmd += muxer_args + ["-f", container, str(work / f"alone.{container}")]
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - started
+
+
+def median_time(run, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_model(
+    name: str, photo: Path, video: Path, photo_runs: int, work: Path, repeats: int = 3, batch_size: int = 4
+) -> dict:
     from ai.cutout import photo_cutout, video_cutout
     from ai.segmentation import get_segmentation_model
 
@@ -78,17 +110,48 @@ def bench_model(name: str, photo: Path, video: Path, photo_runs: int, work: Path
     photo_s = (time.perf_counter() - started) / photo_runs
 
     results = {"model": name, "load_s": load_s, "photo_s": photo_s, "providers": model.describe()["providers"]}
-    for label, options, out in (("webm", {}, "cutout.webm"), ("mp4", {"background": "green"}, "cutout.mp4")):
+    # Time inside the network (ONNX Runtime's run), so "everything but the model" can be told apart.
+    model_time = {"s": 0.0}
+    run_model = model.run
+
+    def timed_run(inputs):
         started = time.perf_counter()
-        meta = video_cutout(video, work / out, model=model, **options)
-        elapsed = time.perf_counter() - started
+        try:
+            return run_model(inputs)
+        finally:
+            model_time["s"] += time.perf_counter() - started
+
+    model.run = timed_run
+    for label, options, out in (("webm", {}, "cutout.webm"), ("mp4", {"background": "green"}, "cutout.mp4")):
+        meta = {}
+
+        def cutout(options=options, out=out, meta=meta):
+            meta.update(video_cutout(video, work / out, model=model, batch_size=batch_size, **options))
+
+        # Interleaved medians: the shared machine's load drifts, so compare runs taken side by side.
+        pipeline_s, overhead_s, alone_s = [], [], []
+        for _ in range(repeats):
+            model_time["s"] = 0.0
+            pipeline_s.append(median_time(cutout, 1))
+            overhead_s.append(pipeline_s[-1] - model_time["s"])
+            alone_s.append(ffmpeg_alone_s(video, label, work))
+        elapsed = statistics.median(pipeline_s)
         results[f"{label}_fps"] = meta["frames"] / elapsed
+        results[f"{label}_vs_ffmpeg"] = elapsed / statistics.median(alone_s)
+        results[f"{label}_overhead_vs_ffmpeg"] = statistics.median(overhead_s) / statistics.median(alone_s)
         results["frames"] = meta["frames"]
     return results
 
 
 def markdown(
-    rows: list[dict], *, stand_in: bool, photo_desc: str, video_desc: str, photo_runs: int, note: str | None = None
+    rows: list[dict],
+    *,
+    stand_in: bool,
+    photo_desc: str,
+    video_desc: str,
+    photo_runs: int,
+    repeats: int = 3,
+    note: str | None = None,
 ) -> str:
     import onnxruntime
 
@@ -97,7 +160,7 @@ def markdown(
         lines += [
             "**Measured with stand-in models** (tiny ONNX graphs with the real input sizes, no deep "
             "network; real model files could not be downloaded on the benchmark machine). These figures "
-            "show the pipeline's own cost (decoding, rembg pre/post-processing, smoothing, encoding), an "
+            "show the pipeline's own cost (decoding, pre/post-processing, smoothing, encoding), an "
             "upper bound on speed, not the speed of the real models. Run "
             "`python bench/bench_cutout.py --model NAME` after `python -m backend download-models "
             "--segmentation-model NAME` for real numbers.",
@@ -109,22 +172,30 @@ def markdown(
             f"providers {', '.join(rows[0]['providers']) if rows else '-'}",
             f"- Photo: {photo_desc}, {photo_runs} runs after a warm-up (transparent PNG, EXIF applied)",
             f"- Video: {video_desc}, {rows[0]['frames'] if rows else '-'} frames, full resolution; "
-            "transparent WebM (VP9 + alpha, Opus) and green MP4 (H.264, AAC copied)",
+            "transparent WebM (VP9 + alpha, Opus) and green MP4 (H.264, AAC copied); median of "
+            f"{repeats} runs, each beside a run of ffmpeg alone doing the same decode and encode "
+            '("/ ffmpeg alone": 1.00x would be a free model and free pre/post-processing; "without the '
+            "model\": the run minus the time inside ONNX Runtime's run, i.e. everything but the model)",
+            "- Precision: fp32 (ONNX Runtime); model input: the model's square input size (1024 or 320), "
+            "frames scaled to it by ffmpeg",
             f"- Date: {time.strftime('%Y-%m-%d')}; command: `python bench/bench_cutout.py"
             f"{' --stand-in' if stand_in else ''}`",
         ]
         + ([f"- Note: {note}"] if note else [])
         + [
             "",
-            "| model | load (s) | photo (s each) | photos/s | video fps, WebM alpha | video fps, MP4 colour |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| model | load (s) | photo (s each) | photos/s | video fps, WebM alpha | WebM / ffmpeg alone "
+            "| WebM without the model / ffmpeg alone | video fps, MP4 colour | MP4 / ffmpeg alone "
+            "| MP4 without the model / ffmpeg alone |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
     )
     for r in rows:
         name = f"{r['model']} (stand-in)" if stand_in else r["model"]
         lines.append(
             f"| {name} | {r['load_s']:.2f} | {r['photo_s']:.3f} | {1 / r['photo_s']:.2f} | "
-            f"{r['webm_fps']:.1f} | {r['mp4_fps']:.1f} |"
+            f"{r['webm_fps']:.1f} | {r['webm_vs_ffmpeg']:.2f}x | {r['webm_overhead_vs_ffmpeg']:.2f}x | "
+            f"{r['mp4_fps']:.1f} | {r['mp4_vs_ffmpeg']:.2f}x | {r['mp4_overhead_vs_ffmpeg']:.2f}x |"
         )
     return "\n".join(lines) + "\n"
 
@@ -150,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stand-in", action="store_true", help="use tiny stand-in models (no downloads)")
     parser.add_argument("--photo-runs", type=int, default=5)
     parser.add_argument("--video-seconds", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3, help="video runs per output kind (median)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--note", help="a line about the conditions (e.g. other load on the machine)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md")
@@ -189,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     for name in names:
         print(f"benchmarking {name} ...", file=sys.stderr)
-        rows.append(bench_model(name, photo, video, args.photo_runs, work))
+        rows.append(bench_model(name, photo, video, args.photo_runs, work, args.repeats))
     load = max(load_before, os.getloadavg()[0])
     busy = (
         f"1-minute load average up to {load:.1f} during the run "
@@ -202,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         photo_desc=photo_desc,
         video_desc=video_desc,
         photo_runs=args.photo_runs,
+        repeats=args.repeats,
         note=args.note,
     )
     print(table)

@@ -32,7 +32,8 @@ def stand_in_input_size(name: str) -> int:
     return _INPUT_SIZES.get(name, 1024)
 
 
-def build_stand_in_model_bytes(size: int) -> bytes:
+def build_stand_in_model_bytes(size: int, batch: int | str = "N") -> bytes:
+    """``batch``: a symbolic name (any batch size, like BiRefNet's exports) or 1 (fixed, like rembg's U^2-Net files)."""
     # Conv weights: 1 output channel, 3 input channels, 3x3, all equal -> mean of 27 values.
     weights = np.full((1, 3, 3, 3), 1.0 / 27.0, dtype=np.float32)
     nodes = [
@@ -43,8 +44,8 @@ def build_stand_in_model_bytes(size: int) -> bytes:
     graph = helper.make_graph(
         nodes,
         "parallax_stand_in_segmentation",
-        inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, size, size])],
-        outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 1, size, size])],
+        inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch, 3, size, size])],
+        outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, 1, size, size])],
         initializer=[
             numpy_helper.from_array(weights, "box_w"),
             numpy_helper.from_array(np.array(SIGMOID_GAIN, dtype=np.float32), "gain"),
@@ -56,12 +57,12 @@ def build_stand_in_model_bytes(size: int) -> bytes:
     return model.SerializeToString()
 
 
-def build_stand_in_rembg_model(u2net_home: Path, name: str = "isnet-general-use") -> Path:
+def build_stand_in_rembg_model(u2net_home: Path, name: str = "isnet-general-use", batch: int | str = "N") -> Path:
     """Write a stand-in ``<name>.onnx`` into ``u2net_home`` (rembg's flat layout) and return its path."""
     u2net_home = Path(u2net_home)
     u2net_home.mkdir(parents=True, exist_ok=True)
     path = u2net_home / f"{name}.onnx"
-    path.write_bytes(build_stand_in_model_bytes(stand_in_input_size(name)))
+    path.write_bytes(build_stand_in_model_bytes(stand_in_input_size(name), batch))
     return path
 
 
@@ -72,7 +73,8 @@ import pytest  # noqa: E402  (kept below: the builder above is usable without py
 
 @pytest.fixture(scope="module")
 def stand_in_home(tmp_path_factory):
-    """U2NET_HOME holding stand-in models for isnet-general-use (the default) and u2netp, per test module.
+    """U2NET_HOME holding stand-in models for isnet-general-use (the default, any batch size) and u2netp
+    (a fixed batch of one), per test module.
 
     Downloads are switched off (HF_HUB_OFFLINE) so a test that asks for any other model gets
     ModelUnavailableError at once instead of trying the network.
@@ -81,7 +83,7 @@ def stand_in_home(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("u2net_home")
     build_stand_in_rembg_model(home, "isnet-general-use")
-    build_stand_in_rembg_model(home, "u2netp")
+    build_stand_in_rembg_model(home, "u2netp", batch=1)  # both kinds of export: fixed and dynamic batch
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("U2NET_HOME", str(home))
         patch.setenv("HF_HUB_OFFLINE", "1")

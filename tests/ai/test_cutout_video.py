@@ -256,7 +256,7 @@ def test_smoothing_reduces_flicker_on_a_noisy_still_video(stand_in_home, tmp_pat
         video_cutout(src, dst, model=MODEL, prores=True, smoothing=smoothing)
         alpha = decode_rgba(dst)[:, :, :, 3].astype(float) / 255
         wobble[smoothing] = np.abs(np.diff(alpha, axis=0)).mean()
-    assert wobble[0.6] < 0.6 * wobble[0.0]
+    assert wobble[0.6] < 0.7 * wobble[0.0]
 
 
 def test_smoothing_does_not_smear_a_moving_subject(stand_in_home, jump_video, tmp_path):
@@ -363,3 +363,111 @@ def test_real_matroska_video_keeps_every_frame(stand_in_home, tmp_path):
     assert int(stream["nb_read_frames"]) == int(source["nb_read_frames"]) == meta["frames"]
     assert stream["r_frame_rate"] == source["r_frame_rate"]
     assert (stream["width"], stream["height"]) == (128, 96)
+
+
+# --- timing, batching and hard frames ---
+
+
+def make_vfr_video(path: Path) -> Path:
+    """2 s of variable frame rate with AAC audio: 4 fps for the first second, then 20 fps (24 frames,
+    average 12 fps). A bright 80x60 subject appears at t = 1.0 s, exactly when a tone starts."""
+    graph = (
+        "color=c=0x202840:s=160x120:r=20:d=2[bg];color=c=0xf0e0c0:s=80x60:r=20:d=2[fg];"
+        "[bg][fg]overlay=x=40:y=30:enable='gte(t,1)'"
+    )
+    tone = "sine=frequency=440:sample_rate=8000:samples_per_frame=80:duration=2,volume='if(gte(t,1),1,0)':eval=frame"
+    subprocess.run(
+        ["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", graph, "-f", "lavfi", "-i", tone]
+        + ["-vf", "select='lt(t,1)*not(mod(n,5))+gte(t,1)',setpts='if(lt(T,1),N*0.25,T)/TB'", "-fps_mode", "vfr"]
+        + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
+        check=True,
+    )
+    return path
+
+
+def frame_times(path: Path) -> list[float]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0"]
+        + [str(path)],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    return [float(line.strip().rstrip(",")) for line in out.splitlines() if line.strip()]
+
+
+def audio_onset(path: Path, rate: int = 8000) -> float:
+    """Presentation time of the first loud audio sample, on the file's timeline (like frame times)."""
+    start = float(audio_streams(path)[0].get("start_time") or 0.0)
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    samples = np.abs(np.frombuffer(raw, np.int16).astype(int))
+    return start + int(np.argmax(samples > samples.max() // 4)) / rate
+
+
+@pytest.mark.parametrize("background, suffix", [("transparent", ".webm"), ("black", ".mp4")])
+def test_variable_frame_rate_source_stays_in_sync_with_its_audio(stand_in_home, tmp_path, background, suffix):
+    src = make_vfr_video(tmp_path / "vfr.mp4")
+    assert len(set(np.round(np.diff(frame_times(src)), 3))) > 1, "the source really is VFR"
+    assert audio_onset(src) == pytest.approx(1.0, abs=0.02)
+    dst = tmp_path / f"out{suffix}"
+    meta = video_cutout(src, dst, model=MODEL, background=background, smoothing=0)
+    assert meta["fps"] == 12 and meta["frames"] == 24
+    times = frame_times(dst)
+    assert np.diff(times) == pytest.approx([1 / 12] * 23, abs=0.002), "a constant rate"
+    pixels = decode_rgba(dst)
+    subject = (slice(40, 80), slice(50, 110))
+    if background == "transparent":
+        present = [frame[subject][..., 3].mean() > 200 for frame in pixels]
+    else:
+        present = [frame[subject][..., :3].mean() > 150 for frame in pixels]
+    first = present.index(True)
+    assert not any(present[:first]) and all(present[first:])
+    # The subject shows up on the frame at 1.0 s, where the tone starts: picture and sound in sync
+    # (re-timing the 24 frames by count would put it at 4/12 = 0.33 s).
+    assert times[first] - times[0] == pytest.approx(1.0, abs=1 / 12 + 1e-3)
+    assert times[first] == pytest.approx(audio_onset(dst), abs=1 / 12 + 0.01)
+
+
+def test_batched_runs_give_the_same_mattes_as_single_frames(stand_in_home, still_with_audio, tmp_path):
+    # isnet-general-use's stand-in takes any batch size (u2netp's is fixed at one frame per run).
+    mattes = {}
+    for batch_size in (1, 3):
+        dst = tmp_path / f"batch{batch_size}.mov"
+        meta = video_cutout(
+            still_with_audio, dst, model="isnet-general-use", prores=True, smoothing=0, batch_size=batch_size
+        )
+        assert meta["frames"] == 20
+        mattes[batch_size] = decode_rgba(dst)[:, :, :, 3]
+    assert np.array_equal(mattes[1], mattes[3])
+    assert mattes[3][(slice(None),) + BOX_INSIDE].min() >= 240
+    assert mattes[3][(slice(None),) + BOX_OUTSIDE].max() <= 25
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_uniform_frames_keep_the_previous_matte(stand_in_home, tmp_path):
+    # 2 s at 10 fps of the still scene; frames 8-11 faded fully to black, frame 15 a white flash.
+    src = make_video(
+        tmp_path / "fade.mp4",
+        seconds=2,
+        fps=10,
+        still=True,
+        extra=[
+            "-vf",
+            "drawbox=x=0:y=0:w=iw:h=ih:color=black:t=fill:enable='between(n,8,11)',"
+            "drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='eq(n,15)'",
+            "-crf",
+            "10",
+        ],
+    )
+    dst = tmp_path / "fade.mov"
+    meta = video_cutout(src, dst, model=MODEL, prores=True, smoothing=0)
+    alpha = decode_rgba(dst)[:, :, :, 3]
+    assert meta["frames"] == 20 and alpha.shape[0] == 20
+    for index in (8, 9, 10, 11, 15):  # nothing to separate: the subject's matte carries on
+        assert alpha[index][BOX_INSIDE].min() >= 240, index
+        assert alpha[index][BOX_OUTSIDE].max() <= 15, index
+        assert np.array_equal(alpha[index], alpha[7] if index < 15 else alpha[14])

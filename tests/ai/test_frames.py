@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from pathlib import Path
 
@@ -175,14 +176,35 @@ def test_audio_only_file_is_invalid_media(tmp_path):
         list(extract_frames(audio))
 
 
-def test_truncated_videos_are_invalid_media(tmp_path):
-    for suffix, reason in ((".mkv", "truncated"), (".mp4", "moov atom not found")):
+def test_truncated_videos_are_invalid_media_with_ffmpegs_words_in_the_log_only(tmp_path, caplog):
+    cases = (
+        (".mkv", "the video file is truncated: it ends before its declared length", "File ended prematurely"),
+        (".mp4", "the file is not a video, or it is damaged", "moov atom not found"),
+    )
+    for suffix, message, ffmpeg_words in cases:
         whole = make_video(tmp_path / f"whole{suffix}", seconds=3, fps=10)
         data = whole.read_bytes()
         cut = tmp_path / f"cut{suffix}"
         cut.write_bytes(data[: len(data) // 2])
-        with pytest.raises(InvalidMediaError, match=reason):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ai.frames"), pytest.raises(InvalidMediaError) as err:
             list(extract_frames(cut, fps=5, max_frames=None))
+        assert str(err.value) == message
+        assert ffmpeg_words in caplog.text and str(cut) in caplog.text
+
+
+def test_zero_frame_video_gets_one_clear_sentence(tmp_path, caplog):
+    # A Matroska file whose video track has a header but no frames (ffmpeg -frames:v 0).
+    zero = tmp_path / "zero.mkv"
+    subprocess.run(
+        ["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", "color=s=160x120:r=10:d=1", "-frames:v", "0"]
+        + ["-c:v", "libx264", str(zero)],
+        check=True,
+    )
+    with caplog.at_level(logging.WARNING, logger="ai.frames"), pytest.raises(InvalidMediaError) as err:
+        list(iter_video_frames(zero))
+    assert str(err.value) == "the file is not a video, or it is damaged"
+    assert "ffprobe" in caplog.text and "EBML" in caplog.text, "ffmpeg's own words are kept for the log"
 
 
 @pytest.mark.parametrize(
@@ -198,3 +220,30 @@ def test_truncated_videos_are_invalid_media(tmp_path):
 def test_bad_options_are_rejected(gop_video, options, word):
     with pytest.raises(ValueError, match=word):
         next(extract_frames(gop_video, **options))
+
+
+def test_interval_sampling_on_variable_frame_rate_takes_the_nearest_frame_by_its_own_time(tmp_path):
+    # 4 fps for the first second, then 20 fps: sampling at 3 fps wants 1/3 s, whose nearest frame
+    # is the one at 0.25 s (0.083 s away), not the one at 0.5 s that an average-interval guess picks.
+    src = tmp_path / "vfr.mp4"
+    subprocess.run(
+        ["ffmpeg", "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=160x120:r=20:d=2"]
+        + ["-vf", "select='lt(t,1)*not(mod(n,5))+gte(t,1)',setpts='if(lt(T,1),N*0.25,T)/TB'", "-fps_mode", "vfr"]
+        + ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(src)],
+        check=True,
+    )
+    source = [t for t, _ in ffprobe_frames(src)]
+    assert source[:5] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0]) and len(source) == 24
+    frames = list(extract_frames(src, method="interval", fps=3, max_frames=None, height=None))
+    assert [f.time for f in frames] == pytest.approx([nearest(source, k / 3) for k in range(6)], abs=1e-6)
+    assert frames[1].time == pytest.approx(0.25)
+    every = {round(f.time, 6): f.image for f in iter_video_frames(src)}
+    assert all(np.array_equal(f.image, every[round(f.time, 6)]) for f in frames)
+
+
+def test_interval_sampling_of_hundreds_of_frames(tmp_path):
+    # More chosen frames than ffmpeg's expression parser takes in one chain of terms.
+    video = make_video(tmp_path / "long.mp4", seconds=15, fps=10, width=64, height=48)
+    source = [t for t, _ in ffprobe_frames(video)]
+    frames = list(extract_frames(video, fps=10, max_frames=None, height=None))
+    assert [f.time for f in frames] == pytest.approx(source, abs=1e-6) and len(frames) == 150

@@ -308,3 +308,14 @@ def test_real_photos_keep_their_displayed_size(stand_in_home, tmp_path, name):
     with Image.open(tmp_path / "out.png") as out:
         assert out.mode == "RGBA" and out.size == (info.width, info.height)
     assert (meta["width"], meta["height"]) == (info.width, info.height)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255), (90, 90, 90)])
+def test_uniform_photo_gets_a_transparent_matte_without_nan(stand_in_home, tmp_path, colour):
+    src = tmp_path / "uniform.png"
+    Image.new("RGB", (160, 120), colour).save(src)
+    meta = photo_cutout(src, tmp_path / "mask.png", model="isnet-general-use", output="mask")
+    mask = np.asarray(Image.open(tmp_path / "mask.png"))
+    assert mask.shape == (120, 160) and mask.max() == 0, "nothing to separate: no subject"
+    assert meta["coverage"] == 0
