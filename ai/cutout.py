@@ -17,6 +17,7 @@ import re
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any, cast
@@ -311,6 +312,14 @@ class _Stop(Exception):
 _END = object()  # end of a queue's stream
 
 
+@dataclass
+class _WriterResult:
+    """What the writer thread of a video cut-out hands back."""
+
+    coverage: float = 0.0  # sum over frames of the fraction that is subject
+    error: BaseException | None = None
+
+
 def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
     """Put without ever blocking past a stop (the consumer may be gone)."""
     while True:
@@ -418,7 +427,7 @@ def video_cutout(
     stderr = _StderrTail(encoder.stderr)
     stderr.start()
 
-    written = {"coverage": 0.0, "error": None}
+    written = _WriterResult()
 
     def write() -> None:
         previous: np.ndarray | None = None
@@ -434,10 +443,10 @@ def video_cutout(
                         alpha = previous  # a flash or a fade: nothing to separate, keep the subject
                     previous = alpha
                     alpha = smoother(alpha)
-                    written["coverage"] += float((alpha >= 0.5).mean())
+                    written.coverage += float((alpha >= 0.5).mean())
                     encoder_in.write(_alpha_u8(alpha).tobytes())
         except BaseException as exc:
-            written["error"] = exc
+            written.error = exc
 
     decoder_thread = threading.Thread(target=decode, name="cutout-decode", daemon=True)
     writer_thread = threading.Thread(target=write, name="cutout-write", daemon=True)
@@ -481,7 +490,7 @@ def video_cutout(
                     except queue.Full:
                         continue
             finally:
-                if written["error"] is not None or not writer_thread.is_alive():
+                if written.error is not None or not writer_thread.is_alive():
                     raise encoder_failed()
             for _ in range(len(pixels)):
                 count += 1
@@ -489,7 +498,7 @@ def video_cutout(
 
         outputs.put(_END)
         writer_thread.join()
-        if written["error"] is not None:
+        if written.error is not None:
             raise encoder_failed()
         progress(count, total, "finishing video")
         encoder_in.close()
@@ -536,6 +545,6 @@ def video_cutout(
         "has_alpha": bg_rgb is None,
         "audio_codec": (None if not info.has_audio else {"webm": "opus", "prores": "pcm_s16le"}.get(kind, "aac")),
         "smoothing": smoother.strength,
-        "coverage": round(written["coverage"] / max(count, 1), 4),
+        "coverage": round(written.coverage / max(count, 1), 4),
         "filename": cutout_video_filename(background, prores),
     }

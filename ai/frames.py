@@ -394,8 +394,8 @@ def _balanced_sum(terms: list[str]) -> str:
 def _nearest_frames_select(path: Path, info: MediaInfo, fps: float, max_frames: int | None) -> str:
     """ffmpeg ``select`` expression for interval sampling by each frame's own time (exact on variable
     frame rate); the average-interval approximation when times are unknown or too many."""
-    times = _packet_times(path, info)
-    wanted = nearest_frame_times(times, fps, max_frames) if times else []
+    times = _packet_times(path, info) or []
+    wanted = nearest_frame_times(times, fps, max_frames)
     if wanted and len(wanted) <= _MAX_LISTED_FRAMES:
         gaps = [b - a for a, b in zip(times, times[1:]) if b > a]
         tolerance = min([1e-4, *(g / 3 for g in gaps)])

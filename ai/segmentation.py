@@ -363,7 +363,7 @@ class SegmentationModel(InferenceModel):
         zero on a frame that separates nothing (``pixels``, when given, marks uniform frames too)."""
         pred = np.asarray(raw, dtype=np.float32)
         if self.info.logits:
-            pred = 1.0 / (1.0 + np.exp(-pred))
+            pred = (1.0 / (1.0 + np.exp(-pred))).astype(np.float32, copy=False)
         count = pred.shape[0]
         flat_view = pred.reshape(count, -1)
         low, high = flat_view.min(axis=1), flat_view.max(axis=1)

@@ -40,8 +40,7 @@ import numpy as np
 from PIL import Image
 
 from ai.depth import DepthModel, normalize_min_max
-from ai.errors import InvalidMediaError
-from ai.probe import oriented_image, probe_media
+from ai.probe import open_photo
 from ai.progress import ProgressCallback, no_progress
 from ai.video_writer import encode_frames, remove_quietly
 
@@ -277,10 +276,7 @@ def photo_stereo(
     spec = check_stereo_options(fmt, divergence, convergence)
     progress = progress or no_progress
     src, dst = Path(src), Path(dst)
-    info = probe_media(src)
-    if info.kind != "photo":
-        raise InvalidMediaError("the file is a video, not a photo (use video stereo for videos)")
-    image = np.asarray(oriented_image(src))
+    image = np.asarray(open_photo(src)[1])  # decoded once: the check and the pixels
     try:
         if nearness is None:
             if model is None:

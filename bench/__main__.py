@@ -7,7 +7,7 @@ Depth (photo, video, forward pass at each inference size) runs the Depth Anythin
 architecture with random weights (24.8M parameters, built offline from its config: the real
 model's speed, meaningless depth) unless --depth-model names a real one. Cut-outs run the rembg
 stand-in models (the pipeline's own cost: no real segmentation weights offline) on the same device
-through ONNX Runtime. Stereo runs when the stereo pipeline is on this checkout (ai.stereo).
+through ONNX Runtime. Stereo (photo and Full SBS video, ai.stereo) uses the same depth model.
 Results go to a JSON file and a markdown table (--out, default bench-results-<device>.json/.md);
 paste the table into docs/performance.md with the machine it came from.
 """
@@ -141,7 +141,38 @@ def bench_depth(args, work: Path) -> list[dict]:
 def bench_stereo(args, work: Path) -> list[dict]:
     if importlib.util.find_spec("ai.stereo") is None:
         return [{"bench": "stereo", "skipped": "ai.stereo is not on this checkout"}]
-    return [{"bench": "stereo", "skipped": "ai.stereo exists but has no benchmark entry here yet"}]
+    from ai.depth import DepthModel
+    from ai.stereo import photo_stereo, video_stereo
+    from tests.media_factory import make_photo, make_video
+    from tests.tiny_models import build_small_sized_depth_model
+
+    folder = args.depth_model or str(build_small_sized_depth_model(work / "depth-anything-v2-small-random"))
+    photo = make_photo(work / "stereo-photo.jpg", width=1600, height=1200)
+    seconds = 0.5 if args.quick else 2.0
+    sizes = {"480p": (854, 480)} if args.quick else {"480p": (854, 480), "1080p": (1920, 1080)}
+    rows = []
+    for precision in precisions(args.device, args.quick):
+        model = DepthModel(folder, device=args.device, precision=precision, input_size=518, batch_size=4).load()
+        base = {"bench": "stereo (Full SBS)", "device": model.device, "precision": model.precision, "batch": 4}
+        elapsed = timed(lambda m=model: photo_stereo(photo, work / "s.jpg", model=m), args.repeats, args.device)
+        rows.append({**base, "input": "1600x1200 JPEG photo", "s": elapsed, "frames_per_s": 1 / elapsed})
+        for label, (width, height) in sizes.items():
+            clip = make_video(work / f"stereo-{label}.mp4", seconds=seconds, fps=30, width=width, height=height)
+            meta = {}
+
+            def run(m=model, clip=clip, meta=meta):
+                meta.update(video_stereo(clip, work / "s.mp4", model=m, height=None))
+
+            elapsed = timed(run, 1, args.device)
+            rows.append(
+                {
+                    **base,
+                    "input": f"{width}x{height} 30 fps {seconds:g} s, depth every frame",
+                    "s": elapsed,
+                    "frames_per_s": meta["frame_count"] / elapsed,
+                }
+            )
+    return rows
 
 
 def bench_cutout_all(args, work: Path) -> list[dict]:
