@@ -275,9 +275,7 @@ def _encoder_args(kind: str, info: MediaInfo) -> tuple[list[str], list[str], lis
     return video, audio, ["-movflags", "+faststart"], "mp4"
 
 
-def _encoder_graph(
-    info: MediaInfo, rate: str, size: tuple[int, int], matte_size: int, background: tuple[int, int, int] | None
-) -> str:
+def _encoder_graph(info: MediaInfo, rate: str, size: tuple[int, int], background: tuple[int, int, int] | None) -> str:
     """ffmpeg filter graph of the encoder: input 0 is our matte stream (gray, model size, one frame
     per output frame), input 1 the source file. The colour comes straight from the source, resampled
     to ``rate`` by timestamp exactly as our decoder resampled it, so frame k of both streams is the
@@ -413,7 +411,7 @@ def video_cutout(
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
     cmd += ["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{matte_size}x{matte_size}", "-framerate", rate]
     cmd += ["-i", "pipe:0", "-i", str(src)]
-    cmd += ["-filter_complex", _encoder_graph(info, rate, (out_w, out_h), matte_size, bg_rgb), "-map", "[video]"]
+    cmd += ["-filter_complex", _encoder_graph(info, rate, (out_w, out_h), bg_rgb), "-map", "[video]"]
     cmd += video_args
     if info.has_audio:
         # No -shortest: the audio keeps its own length, exactly as in the source file.
