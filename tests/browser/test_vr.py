@@ -238,7 +238,8 @@ def test_headset_pairs_over_https(tls_server, live_stack, browser, tmp_path):
     item_id = upload(desktop, make_photo(tmp_path / "quest.jpg"), base=url)
     wait_until_processed(desktop, item_id, base=url)
     assert requests.get(f"{url}/api/media", verify=desktop.verify).status_code == 401  # the key is required
-    code = desktop.post(f"{url}/api/pairing", json={"label": "test headset"}).json()["code"]
+    made = desktop.post(f"{url}/api/pairing", json={"label": "test headset"}).json()
+    code = made["code"]
 
     headset = browser.new_context(ignore_https_errors=True, viewport={"width": 900, "height": 700})
     try:
@@ -259,8 +260,8 @@ def test_headset_pairs_over_https(tls_server, live_stack, browser, tmp_path):
         assert not errors, errors
     finally:
         headset.close()
-    pairings = desktop.get(f"{url}/api/pairings").json()["pairings"]
-    assert [p["state"] for p in pairings] == ["paired"]
+    pairings = {p["id"]: p["state"] for p in desktop.get(f"{url}/api/pairings").json()["pairings"]}
+    assert pairings[made["pairing"]["id"]] == "paired"
 
 
 def test_item_without_depth_is_shown_flat_then_gains_depth(live_stack, page, tmp_path, start_worker, tiny_depth_model):
