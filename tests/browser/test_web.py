@@ -415,5 +415,7 @@ def test_navigation_immich_link_phone_layout_and_features_panel(make_app, browse
             assert library_top < small.locator(".upload-panel").bounding_box()["y"]
             assert library_top < small.locator("#immich-panel").bounding_box()["y"]
             assert library_top < 300, "the library should be the first thing on a phone"
+            overflow = small.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"the page is {overflow} px wider than a phone's screen"
         finally:
             phone.close()
