@@ -111,48 +111,43 @@ def _warp(colour, nearness, shift):
     n0, n1 = nearness[:, :-1], nearness[:, 1:]
     span = p1 - p0
     usable = (span > 0) & (span <= MAX_STRETCH)
-    rows = torch.arange(height, device=device).view(height, 1)
     first = torch.ceil(p0)
-    dump = height * width  # invalid candidates all go to one extra slot, no boolean indexing
+    dump = width  # invalid candidates all go to one extra column per row: no boolean indexing
     t0 = (first - p0) / span.clamp_min(1e-6)
     step = 1.0 / span.clamp_min(1e-6)
-    keys, depths, sources = [], [], []
+    candidates = []  # (target column, nearness, source position) per candidate set, HxN each
     for offset in (0.0, 1.0):  # a segment of at most MAX_STRETCH px covers at most two columns
         column = first + offset
         ok = usable & (column <= p1) & (column >= 0) & (column <= width - 1)
         t = t0 + offset * step
-        keys.append(torch.where(ok, rows * width + column.long().clamp(0, width - 1), dump))
-        depths.append(n0 + t * (n1 - n0))
-        sources.append(columns[:-1] + t)
+        candidates.append((torch.where(ok, column.long(), dump), n0 + t * (n1 - n0), columns[:-1] + t))
     # Each pixel also covers the column nearest to where it lands (its own footprint), so an object
     # keeps its last column at an edge where no segment reaches; segments win ties (sub-pixel exact).
     nearest = torch.round(target)
     inside = (nearest >= 0) & (nearest <= width - 1)
-    keys.append(torch.where(inside, rows * width + nearest.long().clamp(0, width - 1), dump))
-    depths.append(nearness - FOOTPRINT_PRIORITY)
-    sources.append(columns.expand(height, width))
-    key = torch.cat([k.reshape(-1) for k in keys])
-    depth = torch.cat([d.reshape(-1) for d in depths])
-    source = torch.cat([c.reshape(-1) for c in sources])
-    z = torch.full((dump + 1,), -1.0, device=device)
-    z.scatter_reduce_(0, key, depth, reduce="amax", include_self=True)
-    source = torch.where(depth >= z[key], source, -1.0)  # only the nearest candidate of a column
-    source_x = torch.full((dump + 1,), -1.0, device=device)
-    source_x.scatter_reduce_(0, key, source, reduce="amax", include_self=True)
-    source_x = source_x[:dump].view(height, width)
-    z = z[:dump].view(height, width)
+    candidates.append(
+        (torch.where(inside, nearest.long(), dump), nearness - FOOTPRINT_PRIORITY, columns.expand(height, width))
+    )
+    z = torch.full((height, width + 1), -1.0, device=device)
+    for column, depth, _ in candidates:
+        z.scatter_reduce_(1, column, depth, reduce="amax", include_self=True)
+    source_x = torch.full((height, width + 1), -1.0, device=device)
+    for column, depth, source in candidates:
+        # Only the nearest candidate of a column brings its source position.
+        nearest_wins = torch.where(depth >= torch.gather(z, 1, column), source, -1.0)
+        source_x.scatter_reduce_(1, column, nearest_wins, reduce="amax", include_self=True)
+    source_x, z = source_x[:, :width], z[:, :width]
     holes = source_x < 0
 
     # Colour at the sub-pixel source position (both neighbours lie on the winning segment).
-    x0 = source_x.clamp(0, width - 1).floor()
-    fraction = (source_x.clamp(0, width - 1) - x0).unsqueeze(0)
+    position = source_x.clamp(0, width - 1)
+    x0 = position.floor()
+    fraction = (position - x0).unsqueeze(0)
     x0 = x0.long()
     x1 = (x0 + 1).clamp(max=width - 1)
-    flat = colour.reshape(3, -1)
-    base = rows * width
-    c0 = flat[:, (base + x0).reshape(-1)].view(3, height, width)
-    c1 = flat[:, (base + x1).reshape(-1)].view(3, height, width)
-    out = c0 * (1 - fraction) + c1 * fraction
+    c0 = torch.gather(colour, 2, x0.unsqueeze(0).expand(3, height, width))
+    c1 = torch.gather(colour, 2, x1.unsqueeze(0).expand(3, height, width))
+    out = torch.lerp(c0, c1, fraction)
 
     # Holes: extend the farther of the two valid neighbours (left or right) into them.
     index = torch.arange(width, device=device).expand(height, width)
