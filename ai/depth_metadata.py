@@ -17,6 +17,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, PngImagePlugin
 
 DEPTH_TEXT_KEY = "parallax:depth"
@@ -92,3 +93,15 @@ def read_depth_metadata(source: Path | str | bytes) -> dict[str, Any] | None:
                 gdepth[key] = float(fields[key])
         result = {**(result or {}), "gdepth": gdepth}
     return result
+
+
+def read_nearness(source: Path | str | bytes, polarity: str | None = None) -> np.ndarray:
+    """A depth PNG as nearness, HxW float32 0..1 with 1 = nearest, whatever its polarity and bit
+    depth: ``polarity`` if given, else what the PNG says, else ``near_dark`` (Parallax's default)."""
+    if polarity is None:
+        polarity = (read_depth_metadata(source) or {}).get("polarity") or "near_dark"
+    with Image.open(BytesIO(source) if isinstance(source, bytes) else source) as image:
+        maximum = 65535.0 if image.mode.startswith("I") else 255.0
+        grey = image if image.mode.startswith("I") or image.mode == "L" else image.convert("L")
+        values = np.asarray(grey, dtype=np.float32) / np.float32(maximum)
+    return values if polarity == "near_bright" else 1.0 - values

@@ -156,6 +156,18 @@ def iter_video_depth(
         raise RuntimeError(f"{len(pending)} frames were left without depth")
 
 
+def iter_rgbd_video(path: Path | str, polarity: str = "near_dark") -> Iterator[DepthFrame]:
+    """The frames of a stored RGB-D video (colour left, depth right) as colour + nearness, so
+    stereo and other exports reuse its depth instead of running the model again."""
+    check_polarity(polarity)
+    for packed in iter_video_frames(path, height=None):
+        half = packed.width // 2
+        grey = packed.image[:, half : 2 * half, 1].astype(np.float32) / np.float32(255.0)
+        nearness = grey if polarity == "near_bright" else 1.0 - grey
+        colour = Frame(index=packed.index, time=packed.time, image=np.ascontiguousarray(packed.image[:, :half]))
+        yield DepthFrame(colour, nearness, True, False)
+
+
 def rgbd_video(
     src: Path | str,
     dst: Path | str,

@@ -316,7 +316,9 @@ def video_stereo(
     src: Path | str,
     dst: Path | str,
     *,
-    model: DepthModel,
+    model: DepthModel | None = None,
+    rgbd: Path | str | None = None,
+    rgbd_polarity: str = "near_dark",
     fmt: str = "full_sbs",
     divergence: float = DEFAULT_DIVERGENCE,
     convergence: float = DEFAULT_CONVERGENCE,
@@ -330,11 +332,12 @@ def video_stereo(
 ) -> dict[str, Any]:
     """A stereo H.264 MP4 of a video, with the source's audio, frame count and duration.
 
-    Depth as for the RGB-D video (every frame, stabilised, interpolated above ``depth_fps``).
+    Depth as for the RGB-D video (every frame, stabilised, interpolated above ``depth_fps``), or
+    read from ``rgbd``, the source's stored RGB-D video (depth in ``rgbd_polarity``): no model then.
     ``progress`` gets "frame N/M"; raising ai.errors.Cancelled from it stops the run and removes
     the partial output.
     """
-    from ai.depth_video import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_HEIGHT, iter_video_depth
+    from ai.depth_video import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_HEIGHT, iter_rgbd_video, iter_video_depth
     from ai.frames import estimate_frame_total, probe_source_video
     from ai.stabilize import DepthStabilizer
 
@@ -344,14 +347,19 @@ def video_stereo(
     info = probe_source_video(src)
     total = estimate_frame_total(info, "all")
     progress(0, total, "loading model")
-    frames = iter_video_depth(
-        src,
-        model=model,
-        height=height or DEFAULT_VIDEO_HEIGHT,
-        depth_fps=depth_fps,
-        stabilizer=DepthStabilizer(lookahead=DEFAULT_LOOKAHEAD if lookahead is None else lookahead),
-        input_size=input_size,
-    )
+    if rgbd is not None:
+        frames = iter_rgbd_video(rgbd, rgbd_polarity)
+    elif model is not None:
+        frames = iter_video_depth(
+            src,
+            model=model,
+            height=height or DEFAULT_VIDEO_HEIGHT,
+            depth_fps=depth_fps,
+            stabilizer=DepthStabilizer(lookahead=DEFAULT_LOOKAHEAD if lookahead is None else lookahead),
+            input_size=input_size,
+        )
+    else:
+        raise ValueError("video_stereo needs a depth model or an RGB-D video")
     render = {
         "divergence": divergence,
         "convergence": convergence,
@@ -374,7 +382,8 @@ def video_stereo(
         "duration": round(writer.frames / writer.fps, 6),
         "divergence": float(divergence),
         "convergence": float(convergence),
-        "model": model.model_name,
+        "model": getattr(model, "model_name", None),
+        "depth_source": "rgbd_video" if rgbd is not None else "model",
         "audio_codec": writer.audio_codec,
         "filename": stereo_filename(src.name, fmt, ".mp4"),
     }

@@ -321,3 +321,15 @@ def test_depth_pngs_say_what_they_are(tmp_path, model, moving_video):
     # A PNG that says nothing gives None.
     Image.new("L", (4, 4)).save(tmp_path / "plain.png")
     assert read_depth_metadata(tmp_path / "plain.png") is None
+
+
+@pytest.mark.parametrize("bit_depth, polarity", [(16, "near_dark"), (8, "near_bright")])
+def test_a_depth_png_reads_back_as_nearness_whatever_its_polarity(tmp_path, model, bit_depth, polarity):
+    from ai.depth_metadata import read_nearness
+
+    src = make_photo(tmp_path / "p.jpg", 160, 120)
+    photo_depth(src, tmp_path / "d.png", model=model, bit_depth=bit_depth, polarity=polarity)
+    expected = normalize_min_max(model.predict([oriented_image(src)])[0])[0]
+    nearness = read_nearness(tmp_path / "d.png")
+    assert nearness.dtype == np.float32 and nearness.shape == expected.shape
+    assert np.abs(nearness - expected).max() <= 1.0 / (2**bit_depth - 1) + 1e-6

@@ -214,3 +214,33 @@ def test_bad_stereo_input_and_options(tmp_path, depth_model, media_dir):
     with pytest.raises(ValueError, match="convergence"):
         photo_stereo(photo, tmp_path / "x.jpg", model=depth_model, convergence=1.5)
     assert not (tmp_path / "x.jpg").exists() and not (tmp_path / "x.mp4").exists()
+
+
+def test_video_stereo_from_a_stored_rgbd_video_needs_no_model(tmp_path, depth_model, media_dir):
+    from ai.depth_video import iter_rgbd_video, rgbd_video
+
+    src = make_video(media_dir / "stereo-rgbd-src.mp4", seconds=1.0, fps=10, audio=True)
+    rgbd = tmp_path / "rgbd.mp4"
+    rgbd_video(src, rgbd, model=depth_model, polarity="near_bright")
+    dst = tmp_path / "sbs.mp4"
+    meta = video_stereo(src, dst, rgbd=rgbd, rgbd_polarity="near_bright", fmt="full_sbs")
+    assert meta["depth_source"] == "rgbd_video" and meta["model"] is None
+    result = probe_streams(dst)
+    assert result["video"]["nb_read_frames"] == "10" and result["audio"]["codec_name"] == "aac"
+    # Each stereo frame is rendered from the RGB-D frame's colour and depth.
+    first = next(iter_rgbd_video(rgbd, "near_bright"))
+    expected = compose(render_views(first.frame.image, first.depth), "full_sbs").astype(int)
+    with _first_frame(dst) as frame:
+        assert np.abs(np.asarray(frame).astype(int) - expected).mean() < 4
+
+
+def _first_frame(path):
+    import io
+    import subprocess
+
+    png = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "pipe:1"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return Image.open(io.BytesIO(png))
