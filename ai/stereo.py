@@ -272,6 +272,7 @@ def photo_stereo(
     progress = progress or no_progress
     src, dst = Path(src), Path(dst)
     image = np.asarray(open_photo(src)[1])  # decoded once: the check and the pixels
+    given = nearness
     try:
         if nearness is None:
             if model is None:
@@ -307,7 +308,8 @@ def photo_stereo(
         "height": frame.shape[0],
         "divergence": float(divergence),
         "convergence": float(convergence),
-        "model": getattr(model, "model_name", None),
+        "model": getattr(model, "model_name", None) if given is None else None,
+        "depth_source": "model" if given is None else "depth_map",
         "filename": stereo_filename(src.name, fmt, dst.suffix),
     }
 

@@ -9,7 +9,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from ai.errors import InvalidMediaError
-from backend.api import docs, health, immich, jobs, library, media, pairing, results, web
+from backend.api import docs, health, immich, jobs, library, media, pairing, results, vr, web
 from backend.api.common import api_error
 from backend.auth import OPEN_API_PATHS, Pairings, authorise
 from backend.jobs import JobError
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, services_: Services | None = No
     app.json = _json_in_given_order(app)
     app.extensions["parallax"] = svc
 
-    for module in (health, media, results, library, jobs, docs, web, immich, pairing):
+    for module in (health, media, results, library, jobs, docs, web, immich, pairing, vr):
         app.register_blueprint(module.bp)
 
     @app.before_request

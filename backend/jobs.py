@@ -102,7 +102,10 @@ def create_job(
 
 
 def create_jobs_for_item(conn, settings: Settings, item: dict, parameters: dict | None = None) -> list[dict]:
-    return [create_job(conn, settings, spec.name, item, parameters) for spec in tasks_for_kind(item["kind"])]
+    return [
+        create_job(conn, settings, spec.name, item, parameters)
+        for spec in tasks_for_kind(item["kind"], automatic_only=True)
+    ]
 
 
 def enqueue(services: Services, job_ids: Iterable[Any]) -> int:
@@ -276,9 +279,10 @@ def requeue_skipped(services: Services, task: str | None = None) -> list[dict]:
 def reprocess(
     services: Services, item: dict, tasks: list[str] | None = None, parameters: dict | None = None
 ) -> list[dict]:
-    """New jobs for an item (all its tasks, or the ones named), optionally with new parameters."""
+    """New jobs for an item (the tasks run for every item, or the ones named, on-demand ones included),
+    optionally with new parameters."""
     applicable = [t.name for t in tasks_for_kind(item["kind"])]
-    tasks = tasks or applicable
+    tasks = tasks or [t.name for t in tasks_for_kind(item["kind"], automatic_only=True)]
     wrong = [t for t in tasks if t not in applicable]
     if wrong:
         raise JobError(

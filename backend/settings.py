@@ -147,6 +147,24 @@ def _csv(value: Any) -> Any:
 
 Bool = Annotated[bool, _check("true or false (also 1/0, yes/no, on/off)", parse_bool)]
 PositiveFloat = Annotated[float, _check("a number > 0", _positive_float)]
+
+
+def _stereo_divergence(text: str) -> float:
+    from ai.stereo import MAX_DIVERGENCE
+
+    value = float(text)
+    if not 0 < value <= MAX_DIVERGENCE:
+        raise ValueError(text)
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(text)
+    return value
+
+
 Port = Annotated[int, _int(1, 65535)]
 
 
@@ -190,11 +208,21 @@ class Settings(BaseSettings):
     enable_depth: Bool = _env("ENABLE_DEPTH", default=True)
     enable_background_removal: Bool = _env("ENABLE_BACKGROUND_REMOVAL", default=True)
     enable_experimental_video: Bool = _env("ENABLE_EXPERIMENTAL_VIDEO", default=False)
+    enable_depth_video: Bool = _env("ENABLE_DEPTH_VIDEO", default=True)  # RGB-D video; runs when video is on
+    enable_stereo: Bool = _env("ENABLE_STEREO", default=True)  # stereo exports, made when asked for
     # Video
     video_frame_extraction_fps: PositiveFloat = _env("VIDEO_FRAME_EXTRACTION_FPS", default=1.0)
     video_max_frames: Annotated[int, _int(1, 100_000)] = _env("VIDEO_MAX_FRAMES", default=30)
     video_frame_method: Annotated[str, _choice(FRAME_METHODS)] = _env("VIDEO_FRAME_METHOD", default="interval")
     video_frame_height: Annotated[int, _int(16, 8192)] = _env("VIDEO_FRAME_HEIGHT", default=480)
+    depth_video_fps: PositiveFloat | None = _env("DEPTH_VIDEO_FPS", default=None)  # None: source rate, <= 30
+    depth_video_height: Annotated[int, _int(16, 8192)] = _env("DEPTH_VIDEO_HEIGHT", default=1080)
+    stereo_divergence: Annotated[float, _check("a number > 0 and <= 10 (% of the width)", _stereo_divergence)] = _env(
+        "STEREO_DIVERGENCE", default=2.0
+    )
+    stereo_convergence: Annotated[float, _check("a number from 0 (farthest) to 1 (nearest)", _unit_interval)] = _env(
+        "STEREO_CONVERGENCE", default=0.5
+    )
     cutout_video_background: Annotated[
         str, _check("transparent, green, blue, white, black or a #rrggbb colour", _cutout_background)
     ] = _env("CUTOUT_VIDEO_BACKGROUND", default="transparent")
@@ -289,6 +317,8 @@ class Settings(BaseSettings):
                 "depth": self.enable_depth,
                 "background_removal": self.enable_background_removal,
                 "experimental_video": self.enable_experimental_video,
+                "depth_video": self.enable_depth_video,
+                "stereo": self.enable_stereo,
             },
             "limits": {
                 "max_upload_bytes": self.max_upload_bytes,
@@ -301,7 +331,10 @@ class Settings(BaseSettings):
                 "frame_method": self.video_frame_method,
                 "frame_height": self.video_frame_height,
                 "cutout_background": self.cutout_video_background,
+                "depth_video_fps": self.depth_video_fps,
+                "depth_video_height": self.depth_video_height,
             },
+            "stereo": {"divergence": self.stereo_divergence, "convergence": self.stereo_convergence},
             "models": {
                 "depth": self.depth_model,
                 "depth_polarity": self.depth_polarity,

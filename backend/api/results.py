@@ -47,18 +47,42 @@ def _depth_asset(item: dict) -> dict | None:
     return _asset(item["id"], "depth" if item["kind"] == "photo" else "depth_frames")
 
 
-def _missing_depth(item: dict):
+def missing_result(item: dict, task: str, what: str = "depth"):
+    """404 with the reason an item has no result of ``task`` yet (skipped, failed, still running)."""
     svc = services()
-    task = "depth" if item["kind"] == "photo" else "video_depth"
     job = svc.db.fetchone("SELECT * FROM latest_jobs WHERE media_id = %s AND task = %s", (item["id"], task))
     if job is None:
-        return api_error(404, "not_found", "no depth result for this item")
+        return api_error(404, "not_found", f"no {what} result for this item")
     reason = {
         "skipped": job["skip_reason"],
-        "failed": f"the depth job failed: {job['last_error']}",
-        "cancelled": "the depth job was cancelled; retry it to make a depth map",
-    }.get(job["status"], f"the depth job is {job['status']}; try again when it has completed")
+        "failed": f"the {what} job failed: {job['last_error']}",
+        "cancelled": f"the {what} job was cancelled; retry it to make one",
+    }.get(job["status"], f"the {what} job is {job['status']}; try again when it has completed")
     return api_error(404, "not_ready" if job["status"] in jobs.ACTIVE else "not_found", reason, job=job_json(job))
+
+
+def _missing_depth(item: dict):
+    return missing_result(item, "depth" if item["kind"] == "photo" else "video_depth")
+
+
+def rgbd_video_json(item: dict, asset: dict | None) -> dict | None:
+    """What the manifest says about a video's RGB-D video (colour left, depth right), None without one."""
+    if asset is None:
+        return None
+    meta = asset["metadata"] or {}
+    return {
+        "url": f"/api/media/{item['id']}/depth/video",
+        "layout": meta.get("layout"),
+        "polarity": meta.get("polarity"),
+        "bit_depth": meta.get("bit_depth", 8),
+        "width": asset["width"],
+        "height": asset["height"],
+        "frame_count": meta.get("frame_count"),
+        "fps": meta.get("fps"),
+        "duration": meta.get("duration"),
+        "depth_fps": meta.get("depth_fps"),
+        "scene_cuts": meta.get("scene_cuts", []),
+    }
 
 
 def _require_depth(item_id: str) -> tuple[dict, dict]:
@@ -120,7 +144,8 @@ def _not_modified(etag: str) -> Response | None:
 @bp.get("/api/media/<item_id>/depth/manifest")
 def manifest(item_id: str):
     item, asset = _require_depth(item_id)
-    etag = _etag(asset, "-manifest")
+    rgbd = _asset(item["id"], "depth_video") if item["kind"] == "video" else None
+    etag = _etag(asset, "-manifest" + (f"-{_etag(rgbd)}" if rgbd else ""))
     cached = _not_modified(etag)
     if cached:
         return cached
@@ -160,6 +185,7 @@ def manifest(item_id: str):
             "kind": "video",
             "frames": frames,
             "source_url": f"/api/media/{item['id']}/original",
+            "rgbd_video": rgbd_video_json(item, rgbd),
         }
     response = jsonify(body)
     response.set_etag(etag)

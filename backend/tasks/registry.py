@@ -41,6 +41,8 @@ FLAGS = {
     "ENABLE_DEPTH": "enable_depth",
     "ENABLE_BACKGROUND_REMOVAL": "enable_background_removal",
     "ENABLE_EXPERIMENTAL_VIDEO": "enable_experimental_video",
+    "ENABLE_DEPTH_VIDEO": "enable_depth_video",
+    "ENABLE_STEREO": "enable_stereo",
 }
 # RQ queues, in the order a worker takes work from them (see docs/architecture.md "Queues"): Immich
 # imports (and their retries, and the periodic sync) first, then work on what people upload or ask
@@ -59,6 +61,7 @@ class TaskSpec:
     flags: tuple[str, ...]  # every one must be on
     title: str
     queue: str = DEFAULT_QUEUE
+    automatic: bool = True  # run for every new item; False: only when asked for (stereo exports)
 
     def resolve(self) -> Callable[[TaskContext], dict[str, Any]]:
         module, func = self.handler.split(":")
@@ -90,6 +93,24 @@ TASKS: dict[str, TaskSpec] = {
             ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_BACKGROUND_REMOVAL"),
             "Cut-out video",
         ),
+        TaskSpec(
+            "depth_video",
+            "backend.tasks.depth:depth_video",
+            "video",
+            ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_DEPTH", "ENABLE_DEPTH_VIDEO"),
+            "RGB-D video",
+        ),
+        TaskSpec(
+            "stereo", "backend.tasks.stereo:photo_stereo", "photo", ("ENABLE_STEREO",), "Stereo 3D", automatic=False
+        ),
+        TaskSpec(
+            "video_stereo",
+            "backend.tasks.stereo:video_stereo",
+            "video",
+            ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_STEREO"),
+            "Stereo 3D video",
+            automatic=False,
+        ),
         TaskSpec("immich_import", "backend.tasks.immich_import:run_import", None, (), "Immich import", IMPORT_QUEUE),
     )
 }
@@ -99,8 +120,9 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[name]
 
 
-def tasks_for_kind(kind: str) -> list[TaskSpec]:
-    return [t for t in TASKS.values() if t.media_kind == kind]
+def tasks_for_kind(kind: str, automatic_only: bool = False) -> list[TaskSpec]:
+    """The tasks that apply to an item of ``kind`` (with ``automatic_only``: the ones run for every new item)."""
+    return [t for t in TASKS.values() if t.media_kind == kind and (t.automatic or not automatic_only)]
 
 
 def job_queue(task: str, item_source: str | None = None) -> str:

@@ -31,68 +31,70 @@ def _stored(ctx: TaskContext, kind: str) -> dict | None:
     )
 
 
-def stereo(ctx: TaskContext) -> dict:
+def photo_stereo(ctx: TaskContext) -> dict:
     from ai.depth_metadata import read_nearness
-    from ai.stereo import photo_stereo, stereo_filename, video_stereo
+    from ai.stereo import photo_stereo as run
 
     s = ctx.settings
     params = stereo_parameters(s, ctx.parameters)
-    fmt = params["format"]
-    name = ctx.item["original_filename"] or "media"
-    model_name = ctx.param("model", s.depth_model)
-    if ctx.item["kind"] == "photo":
-        extension = ".png" if Path(name).suffix.lower() == ".png" else ".jpg"
-        tmp = ctx.temp_path(extension)
-        depth = _stored(ctx, "depth")
-        nearness = read_nearness(ctx.services.storage.path(depth["path"])) if depth else None
-        model = None if nearness is not None else depth_model(s, model_name)
-        meta = photo_stereo(
-            ctx.source_path, tmp, model=model, nearness=nearness, fmt=fmt, progress=ctx.progress, **_render(params)
-        )
-        mime = PHOTO_MIME[extension]
+    extension = ".png" if Path(ctx.item["original_filename"] or "").suffix.lower() == ".png" else ".jpg"
+    tmp = ctx.temp_path(extension)
+    depth = _stored(ctx, "depth")
+    nearness = read_nearness(ctx.services.storage.path(depth["path"])) if depth else None
+    model = None if nearness is not None else depth_model(s, ctx.param("model", s.depth_model))
+    meta = run(
+        ctx.source_path,
+        tmp,
+        model=model,
+        nearness=nearness,
+        fmt=params["format"],
+        progress=ctx.progress,
+        **_render(params),
+    )
+    if depth is not None:
+        meta["model"] = depth["model"]  # the depth map's
+    return _store(ctx, tmp, "stereo", PHOTO_MIME[extension], params, meta)
+
+
+def video_stereo(ctx: TaskContext) -> dict:
+    from ai.stereo import video_stereo as run
+
+    s = ctx.settings
+    params = stereo_parameters(s, ctx.parameters)
+    tmp = ctx.temp_path(".mp4")
+    ctx.progress(0, ctx.item.get("frame_count"), "loading depth", force=True)
+    rgbd = _stored(ctx, "depth_video")
+    if rgbd is not None:
+        depth = {
+            "rgbd": ctx.services.storage.path(rgbd["path"]),
+            "rgbd_polarity": (rgbd["metadata"] or {}).get("polarity", "near_dark"),
+        }
     else:
-        extension = ".mp4"
-        tmp = ctx.temp_path(extension)
-        ctx.progress(0, ctx.item.get("frame_count"), "loading depth", force=True)
-        rgbd = _stored(ctx, "depth_video")
-        if rgbd is not None:
-            meta = video_stereo(
-                ctx.source_path,
-                tmp,
-                rgbd=ctx.services.storage.path(rgbd["path"]),
-                rgbd_polarity=(rgbd["metadata"] or {}).get("polarity", "near_dark"),
-                fmt=fmt,
-                progress=ctx.progress,
-                **_render(params),
-            )
-        else:
-            model = depth_model(s, model_name)
-            model.load()
-            meta = video_stereo(
-                ctx.source_path,
-                tmp,
-                model=model,
-                fmt=fmt,
-                height=s.depth_video_height,
-                depth_fps=s.depth_video_fps,
-                progress=ctx.progress,
-                **_render(params),
-            )
-        mime = "video/mp4"
-    filename = stereo_filename(name, fmt, extension)
+        model = depth_model(s, ctx.param("model", s.depth_model))
+        model.load()
+        depth = {"model": model, "height": s.depth_video_height, "depth_fps": s.depth_video_fps}
+    meta = run(ctx.source_path, tmp, fmt=params["format"], progress=ctx.progress, **depth, **_render(params))
+    return _store(ctx, tmp, "stereo_video", "video/mp4", params, meta)
+
+
+def _store(ctx: TaskContext, tmp: Path, kind: str, mime_type: str, params: dict, meta: dict) -> dict:
+    from ai.stereo import stereo_filename
+
+    filename = stereo_filename(ctx.item["original_filename"] or "media", params["format"], tmp.suffix)
+    meta = {**meta, "filename": filename}
     asset = ctx.store_asset(
         tmp,
-        kind="stereo",
-        variant=fmt,
+        kind=kind,
+        variant=params["format"],
         filename=filename,
-        mime_type=mime,
-        model=meta.get("model") or model_name,
+        mime_type=mime_type,
+        model=meta.get("model"),
         parameters=params,
         width=meta.get("width"),
         height=meta.get("height"),
         metadata=meta,
     )
-    return {"asset_id": str(asset["id"]), "format": fmt, "filename": filename}
+    return {"asset_id": str(asset["id"]), "format": params["format"], "filename": filename}
 
 
 def _render(params: dict) -> dict:

@@ -1,0 +1,90 @@
+"""VR outputs of an item: the RGB-D video of a video, and stereo exports made on request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import BadRequest, NotFound
+
+from backend import jobs
+from backend.api.common import api_error, services
+from backend.api.media import get_item_or_404
+from backend.api.results import _asset, _send_asset, missing_result
+from backend.serializers import asset_json, job_json
+
+bp = Blueprint("vr", __name__)
+
+
+@bp.get("/api/media/<item_id>/depth/video")
+def depth_video(item_id: str):
+    """The RGB-D video (H.264 MP4, colour left, depth right); byte ranges for seeking."""
+    item = get_item_or_404(item_id)
+    if item["kind"] != "video":
+        raise NotFound("RGB-D videos are made for videos; a photo's depth is at /depth")
+    asset = _asset(item["id"], "depth_video")
+    if asset is None:
+        return missing_result(item, "depth_video", "RGB-D video")
+    stem = Path(item["original_filename"]).stem or "media"
+    response = _send_asset(asset, f"{stem}_rgbd.mp4")
+    response.headers["X-Depth-Polarity"] = (asset["metadata"] or {}).get("polarity", "near_dark")
+    return response
+
+
+def _stereo_request() -> dict:
+    from ai.stereo import STEREO_FORMATS
+    from backend.tasks.stereo import stereo_parameters
+
+    fmt = (request.args.get("format") or "full_sbs").strip().lower()
+    if fmt not in STEREO_FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(STEREO_FORMATS)}")
+    return stereo_parameters(services().settings, {"format": fmt})
+
+
+def _stereo_task(item: dict) -> tuple[str, str]:
+    """(task, stored asset kind) of a stereo export of this item."""
+    return ("stereo", "stereo") if item["kind"] == "photo" else ("video_stereo", "stereo_video")
+
+
+@bp.get("/api/media/<item_id>/stereo")
+def stereo(item_id: str):
+    """The stereo export in ``format`` (full_sbs, half_sbs, tb, anaglyph): the stored file, named with
+    the tag VR players detect, made with the current STEREO_DIVERGENCE/CONVERGENCE; else 202 with the
+    job that makes it."""
+    svc = services()
+    item = get_item_or_404(item_id)
+    wanted = _stereo_request()
+    task, kind = _stereo_task(item)
+    asset = _asset(item["id"], kind, wanted["format"])
+    if asset is not None and asset["parameters"] == wanted:
+        return _send_asset(asset, (asset["metadata"] or {}).get("filename") or Path(asset["path"]).name)
+    reason = jobs.skip_reason(svc.settings, task)
+    if reason:
+        return api_error(404, "feature_disabled", reason)
+    active = svc.db.fetchone(
+        "SELECT * FROM processing_jobs WHERE media_id = %s AND task = %s AND status IN ('pending','queued','processing')",
+        (item["id"], task),
+    )
+    if active is not None:
+        same = (active["parameters"] or {}).get("format") == wanted["format"]
+        message = (
+            "this stereo export is being made; ask again when the job has completed"
+            if same
+            else "another stereo export of this item is being made; ask again when it has finished to queue this one"
+        )
+        return jsonify(status="processing", message=message, job=job_json(active)), 202
+    created = jobs.reprocess(svc, item, [task], wanted)
+    return jsonify(
+        status="queued", message=f"making the {wanted['format']} stereo export", job=job_json(created[0])
+    ), 202
+
+
+@bp.get("/api/media/<item_id>/stereo/info")
+def stereo_info(item_id: str):
+    item = get_item_or_404(item_id)
+    wanted = _stereo_request()
+    task, kind = _stereo_task(item)
+    asset = _asset(item["id"], kind, wanted["format"])
+    if asset is None:
+        return missing_result(item, task, "stereo")
+    return jsonify(asset_json(asset))
