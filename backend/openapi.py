@@ -446,6 +446,54 @@ def build_spec() -> dict[str, Any]:
                 },
             }
         },
+        "/api/media/{item_id}/depth/video": {
+            "get": {
+                "tags": ["results"],
+                "summary": "RGB-D video of a video (colour left, depth right, H.264 MP4); byte ranges",
+                "parameters": [_id()],
+                "responses": {
+                    "200": _file("H.264 MP4 with the source's audio", "video/mp4"),
+                    "206": _file("a byte range", "video/mp4"),
+                    "304": {"description": "not modified (ETag)"},
+                    "404": ERROR,
+                },
+            }
+        },
+        "/api/media/{item_id}/stereo": {
+            "get": {
+                "tags": ["results"],
+                "summary": "Stereo 3D export (named with the VR player tags); not made yet: queues it",
+                "parameters": [
+                    _id(),
+                    _q(
+                        "format",
+                        {"enum": ["full_sbs", "half_sbs", "tb", "anaglyph"]},
+                        "stereo layout (default full_sbs)",
+                    ),
+                ],
+                "responses": {
+                    "200": _file("JPEG or PNG for a photo, MP4 for a video", "image/jpeg", "image/png", "video/mp4"),
+                    "202": {"description": "being made; poll the job"},
+                    "400": ERROR,
+                    "404": ERROR,
+                },
+            }
+        },
+        "/api/media/{item_id}/stereo/info": {
+            "get": {
+                "tags": ["results"],
+                "summary": "The stored stereo export's record (parameters, size, depth source)",
+                "parameters": [
+                    _id(),
+                    _q(
+                        "format",
+                        {"enum": ["full_sbs", "half_sbs", "tb", "anaglyph"]},
+                        "stereo layout (default full_sbs)",
+                    ),
+                ],
+                "responses": {"200": _json("Asset"), "400": ERROR, "404": ERROR},
+            }
+        },
         "/api/jobs": {
             "get": {
                 "tags": ["jobs"],

@@ -43,7 +43,13 @@ def test_config_shows_flags_and_limits_but_no_secrets(make_app):
     )
     response = app.test_client().get("/api/config", headers={"X-API-Key": "top-secret"})
     body = response.get_json()
-    assert body["features"] == {"depth": True, "background_removal": False, "experimental_video": False}
+    assert body["features"] == {
+        "depth": True,
+        "background_removal": False,
+        "experimental_video": False,
+        "depth_video": True,
+        "stereo": True,
+    }
     assert body["video"]["max_frames"] == 30
     assert "top-secret" not in response.get_data(as_text=True)
     assert "immich-secret" not in response.get_data(as_text=True)

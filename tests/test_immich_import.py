@@ -64,7 +64,11 @@ def test_full_import_rerun_and_incremental(make_app, fake_immich, start_worker, 
     assert detail["item"]["kind"] == "video" and detail["item"]["source"] == "immich"
     assert detail["item"]["immich_url"] == f"{fake.url}/photos/{video.id}"
     # Jobs follow the feature flags exactly as for uploads: video work is skipped while it is off.
-    assert {j["task"]: j["status"] for j in detail["jobs"]} == {"video_depth": "skipped", "video_cutout": "skipped"}
+    assert {j["task"]: j["status"] for j in detail["jobs"]} == {
+        "video_depth": "skipped",
+        "video_cutout": "skipped",
+        "depth_video": "skipped",
+    }
     assert all("ENABLE_EXPERIMENTAL_VIDEO" in j["enable_with"] for j in detail["jobs"])
     photo_jobs = client.get(f"/api/media/{items[photos[0].id]['id']}").get_json()["jobs"]
     assert {j["task"] for j in photo_jobs} == {"depth", "cutout"}

@@ -60,7 +60,7 @@ def test_video_upload_records_duration_fps_and_audio(client, tmp_path):
     assert item["fps"] == pytest.approx(12)
     assert item["duration"] == pytest.approx(2, abs=0.2)
     assert item["has_audio"] is True
-    assert {j["task"] for j in body["jobs"]} == {"video_depth", "video_cutout"}
+    assert {j["task"] for j in body["jobs"]} == {"video_depth", "video_cutout", "depth_video"}
 
 
 def test_type_comes_from_content_not_name(client, tmp_path):
@@ -152,7 +152,7 @@ def test_list_filter_paginate_get_and_delete(client, services, tmp_path):
     assert client.get("/api/media?kind=audio").status_code == 400
 
     detail = client.get(f"/api/media/{video_id}").get_json()
-    assert detail["item"]["status"] == "skipped" and len(detail["jobs"]) == 2 and detail["assets"] == []
+    assert detail["item"]["status"] == "skipped" and len(detail["jobs"]) == 3 and detail["assets"] == []
     folder = services.storage.item_dir(video_id)
     assert folder.exists()
     assert client.delete(f"/api/media/{video_id}").status_code == 204
