@@ -156,7 +156,7 @@ def iter_video_depth(
         raise RuntimeError(f"{len(pending)} frames were left without depth")
 
 
-def iter_rgbd_video(path: Path | str, polarity: str = "near_dark") -> Iterator[DepthFrame]:
+def iter_rgbd_video(path: Path | str, polarity: str = "near_dark") -> Generator[DepthFrame, None, None]:
     """The frames of a stored RGB-D video (colour left, depth right) as colour + nearness, so
     stereo and other exports reuse its depth instead of running the model again."""
     check_polarity(polarity)

@@ -102,7 +102,7 @@ def depth_video(ctx: TaskContext) -> dict:
         "height": int(ctx.param("height", s.depth_video_height)),
         "polarity": ctx.param("polarity", s.depth_polarity),
     }
-    ctx.progress(0, ctx.item.get("frame_count"), "loading model", force=True)
+    ctx.progress(0, ctx.media.get("frame_count"), "loading model", force=True)
     model = depth_model(s, model_name)
     model.load()
     tmp = ctx.temp_path(".mp4")

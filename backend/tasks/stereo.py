@@ -27,7 +27,7 @@ def stereo_parameters(settings, parameters: dict) -> dict:
 
 def _stored(ctx: TaskContext, kind: str) -> dict | None:
     return ctx.services.db.fetchone(
-        "SELECT * FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = ''", (ctx.item["id"], kind)
+        "SELECT * FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = ''", (ctx.media["id"], kind)
     )
 
 
@@ -37,7 +37,7 @@ def photo_stereo(ctx: TaskContext) -> dict:
 
     s = ctx.settings
     params = stereo_parameters(s, ctx.parameters)
-    extension = ".png" if Path(ctx.item["original_filename"] or "").suffix.lower() == ".png" else ".jpg"
+    extension = ".png" if Path(ctx.media["original_filename"] or "").suffix.lower() == ".png" else ".jpg"
     tmp = ctx.temp_path(extension)
     depth = _stored(ctx, "depth")
     nearness = read_nearness(ctx.services.storage.path(depth["path"])) if depth else None
@@ -62,7 +62,7 @@ def video_stereo(ctx: TaskContext) -> dict:
     s = ctx.settings
     params = stereo_parameters(s, ctx.parameters)
     tmp = ctx.temp_path(".mp4")
-    ctx.progress(0, ctx.item.get("frame_count"), "loading depth", force=True)
+    ctx.progress(0, ctx.media.get("frame_count"), "loading depth", force=True)
     rgbd = _stored(ctx, "depth_video")
     if rgbd is not None:
         depth = {
@@ -80,7 +80,7 @@ def video_stereo(ctx: TaskContext) -> dict:
 def _store(ctx: TaskContext, tmp: Path, kind: str, mime_type: str, params: dict, meta: dict) -> dict:
     from ai.stereo import stereo_filename
 
-    filename = stereo_filename(ctx.item["original_filename"] or "media", params["format"], tmp.suffix)
+    filename = stereo_filename(ctx.media["original_filename"] or "media", params["format"], tmp.suffix)
     meta = {**meta, "filename": filename}
     asset = ctx.store_asset(
         tmp,
