@@ -419,3 +419,31 @@ def test_navigation_immich_link_phone_layout_and_features_panel(make_app, browse
             assert overflow <= 0, f"the page is {overflow} px wider than a phone's screen"
         finally:
             phone.close()
+
+
+def test_results_of_other_kinds_get_a_preview_and_a_download(make_app, services, page, tmp_path):
+    """A result kind without a panel of its own (an RGB-D video, as the depth_video task stores it)."""
+    from backend.tasks.context import TaskContext
+
+    app = make_app(enable_experimental_video=False)
+    with serve(app) as url:
+        item_id = _api_upload(url, make_video(tmp_path / "Walk.mp4", seconds=1, fps=5))["item"]["id"]
+        job = services.db.fetchone(
+            "UPDATE processing_jobs SET status = 'processing' WHERE media_id = %s AND task = 'video_depth' RETURNING *",
+            (item_id,),
+        )
+        row = services.db.fetchone("SELECT * FROM media_items WHERE id = %s", (item_id,))
+        tmp = services.storage.temp_path(".mp4")
+        tmp.write_bytes(make_video(tmp_path / "rgbd.mp4", seconds=1, fps=5, width=320, height=120).read_bytes())
+        TaskContext(services, job, row).store_asset(
+            tmp, kind="depth_video", filename="depth_video.mp4", mime_type="video/mp4"
+        )
+
+        page.goto(f"{url}/items/{item_id}")
+        tile = page.locator("#more-results .more-result[data-kind='depth_video']")
+        tile.wait_for()
+        page.wait_for_function(
+            "document.querySelector('#more-results video') && document.querySelector('#more-results video').readyState >= 1"
+        )
+        assert tile.locator("a").get_attribute("download") == "Walk_depth_video.mp4"
+        assert page.locator("#downloads a[download='Walk_depth_video.mp4']").count() == 1

@@ -46,7 +46,7 @@ async function load() {
   renderHeader();
   renderJobs();
   if (!state.originalShown) await renderOriginal();
-  await Promise.all(PANELS.map(renderPanel));
+  await Promise.all([...PANELS.map(renderPanel), renderMoreResults()]);
   renderDownloads();
   schedulePoll(state.jobs.some((job) => ACTIVE_JOB_STATES.has(job.status)));
 }
@@ -281,6 +281,35 @@ async function renderDepthFrames(frame, extra) {
   extra.append(h('br'), slider, label,
     h('br'), `${manifest.frames.length} frames at ${Number(manifest.effective_fps || 0).toFixed(2)} fps`);
   await show();
+}
+
+/** Results of the other kinds (RGB-D video, stereo exports...): a preview and a download each. */
+async function renderMoreResults() {
+  const shownKinds = new Set(PANELS.flatMap((panel) => panel.kinds));
+  const others = state.assets.filter((asset) => !shownKinds.has(asset.kind));
+  const key = others.map((asset) => `${asset.id}:${asset.created_at}`).join('|');
+  if (state.shown.more === key) return;
+  state.shown.more = key;
+  document.getElementById('more-results').hidden = !others.length;
+  const tiles = await Promise.all(others.map(async (asset) => {
+    const isVideo = (asset.mime_type || '').startsWith('video/');
+    const isImage = (asset.mime_type || '').startsWith('image/');
+    let preview;
+    try {
+      // Something a browser plays or shows as it is; anything else (a ZIP) by its preview picture.
+      preview = isVideo || isImage
+        ? await mediaElement(asset.url, { video: isVideo, alt: asset.download_name })
+        : await mediaElement(asset.thumbnail_url, { alt: asset.download_name });
+    } catch (error) {
+      preview = h('span', {}, error.message);
+    }
+    return h('figure', { class: 'more-result', dataset: { kind: asset.kind } },
+      h('div', { class: 'media-frame checkerboard' }, preview),
+      h('figcaption', { class: 'small' },
+        h('a', { href: asset.download_url, download: asset.download_name }, asset.download_name),
+        ` · ${formatBytes(asset.size_bytes)}`));
+  }));
+  document.getElementById('more-list').replaceChildren(...tiles);
 }
 
 // ---------------------------------------------------------------- downloads

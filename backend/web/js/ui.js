@@ -51,6 +51,9 @@ export const TASK_LABELS = {
   cutout: 'Cut-out',
   video_depth: 'Video depth',
   video_cutout: 'Video cut-out',
+  depth_video: 'RGB-D video',
+  stereo: 'Stereo 3D',
+  video_stereo: 'Stereo 3D video',
 };
 
 /** The server features (GET /api/config "features") each task needs, all of them. */
@@ -59,18 +62,24 @@ export const TASK_FEATURES = {
   cutout: ['background_removal'],
   video_depth: ['experimental_video', 'depth'],
   video_cutout: ['experimental_video', 'background_removal'],
+  depth_video: ['experimental_video', 'depth', 'depth_video'],
+  stereo: ['stereo'],
+  video_stereo: ['experimental_video', 'stereo'],
 };
 
 export const FEATURE_LABELS = {
   depth: 'Depth maps',
   background_removal: 'Background removal',
   experimental_video: 'Video processing (experimental)',
+  depth_video: 'RGB-D videos',
+  stereo: 'Stereo 3D exports',
 };
 
 export const ACTIVE_JOB_STATES = new Set(['pending', 'queued', 'processing']);
 
 export function taskEnabled(task, features) {
-  return Boolean(features) && (TASK_FEATURES[task] || []).every((name) => features[name]);
+  // A task this page does not know yet counts as off: better "skipped" than a wrong "waiting".
+  return Boolean(features && TASK_FEATURES[task]) && TASK_FEATURES[task].every((name) => features[name]);
 }
 
 /** 0..1 when the job reports a total, otherwise null (indeterminate). */
