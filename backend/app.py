@@ -1,20 +1,32 @@
-"""Flask app factory: one blueprint per resource, JSON errors with a stable shape, optional API key."""
+"""Flask app factory: one blueprint per resource, JSON errors with a stable shape, optional API key.
+
+The app is flask-openapi3's ``OpenAPI`` (a Flask subclass): views declare pydantic models for their
+path, query, form and body (backend/schemas.py), which are validated before the view runs and make up
+the OpenAPI document served at /api/openapi.json."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Request, current_app, request
+from flask import Flask, Request, current_app, make_response, request
 from flask.json.provider import DefaultJSONProvider
+from flask_openapi3 import Info, OpenAPI
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ai.errors import InvalidMediaError
-from backend.api import docs, health, immich, jobs, library, media, pairing, results, vr, web
+from backend.api import docs, health, immich, inference, jobs, library, media, pairing, results, vr, web
 from backend.api.common import api_error
 from backend.auth import OPEN_API_PATHS, Pairings, authorise
 from backend.jobs import JobError
+from backend.schemas import Error, describe_validation_error
 from backend.services import Services
 from backend.settings import Settings, get_settings
+
+API_KEY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+# Blueprints whose every route is API (the inference endpoints keep the original design's paths,
+# outside /api/); everything under /api/ is API too.
+API_BLUEPRINTS = ("inference",)
 
 
 class StreamingRequest(Request):
@@ -34,21 +46,38 @@ def _json_in_given_order(app: Flask) -> DefaultJSONProvider:
     return provider
 
 
+def validation_error(exc: ValidationError):
+    """A request that does not fit its model: 400 naming every bad parameter."""
+    return make_response(*api_error(400, "bad_request", describe_validation_error(exc)))
+
+
 def create_app(settings: Settings | None = None, services_: Services | None = None) -> Flask:
     settings = settings or (services_.settings if services_ else get_settings())
     svc = services_ or Services.create(settings)
-    app = Flask("parallax", static_folder=None)
+    app = OpenAPI(
+        "parallax",
+        static_folder=None,
+        info=Info(title="Parallax API", version="1", description="Depth maps and cut-outs for an Immich library."),
+        security_schemes=API_KEY_SCHEME if settings.api_key else None,
+        validation_error_status=400,
+        validation_error_model=Error,
+        validation_error_callback=validation_error,
+        doc_ui=False,  # backend/api/docs.py serves the spec and Swagger UI at our own paths
+    )
     app.request_class = StreamingRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 64 * 1024  # room for multipart framing
     app.json = _json_in_given_order(app)
     app.extensions["parallax"] = svc
 
-    for module in (health, media, results, library, jobs, docs, web, immich, pairing, vr):
+    for module in (health, media, results, library, jobs, vr, inference):
+        app.register_api(module.bp)
+    for module in (docs, web, immich, pairing):
         app.register_blueprint(module.bp)
 
     @app.before_request
     def require_api_key():
-        if not request.path.startswith("/api/") or request.path in OPEN_API_PATHS:
+        is_api = request.path.startswith("/api/") or request.blueprint in API_BLUEPRINTS
+        if not is_api or request.path in OPEN_API_PATHS:
             return None
         access = authorise(settings.secret("api_key"), Pairings(svc.db), request)
         if access is None:
@@ -77,7 +106,12 @@ def create_app(settings: Settings | None = None, services_: Services | None = No
                 " (MAX_UPLOAD_MB)",
             )
         code = (exc.name or "error").lower().replace(" ", "_")
-        return api_error(exc.code or 500, code, exc.description or exc.name)
+        response = make_response(*api_error(exc.code or 500, code, exc.description or exc.name))
+        # Headers the error carries (Allow on a 405, WWW-Authenticate...) go out with our JSON body.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(InvalidMediaError)
     def invalid_media(exc):

@@ -125,9 +125,11 @@ def ingest_file(
     immich_checksum: str | None = None,
     metadata: dict | None = None,
     expected_kind: str | None = None,
+    create_jobs: bool = True,
 ) -> IngestResult:
     """Store a file that was written to ``tmp_path`` (under MEDIA_ROOT/tmp). The temp file is always
     consumed: moved into place, or removed if the bytes are already stored or are not valid media.
+    ``create_jobs=False`` stores it without its automatic jobs (the caller asks for one itself).
     Raises ai.errors.InvalidMediaError with the reason for bad input (see :func:`probe_expecting`)."""
     tmp_path = Path(tmp_path)
     try:
@@ -161,7 +163,7 @@ def ingest_file(
                         "meta": jsonb({"probe": info.extra, **(metadata or {})}),
                     },
                 ).fetchone()
-                created_jobs = jobs.create_jobs_for_item(conn, services.settings, one(item))
+                created_jobs = jobs.create_jobs_for_item(conn, services.settings, one(item)) if create_jobs else []
                 services.storage.place(tmp_path, rel)
         except psycopg.errors.UniqueViolation:
             # The same bytes arrived twice at once; the other request stored them.

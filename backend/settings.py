@@ -29,6 +29,7 @@ from ai.config import (
     DEPTH_PATCH_SIZE,
     parse_bool,
 )
+from backend.schemas import FRAME_HEIGHT_MAX, FRAME_HEIGHT_MIN, MAX_FRAMES_MAX
 
 FRAME_METHODS = ("interval", "keyframes")
 DEPTH_POLARITIES = ("near_dark", "near_bright")
@@ -212,9 +213,11 @@ class Settings(BaseSettings):
     enable_stereo: Bool = _env("ENABLE_STEREO", default=True)  # stereo exports, made when asked for
     # Video
     video_frame_extraction_fps: PositiveFloat = _env("VIDEO_FRAME_EXTRACTION_FPS", default=1.0)
-    video_max_frames: Annotated[int, _int(1, 100_000)] = _env("VIDEO_MAX_FRAMES", default=30)
+    video_max_frames: Annotated[int, _int(1, MAX_FRAMES_MAX)] = _env("VIDEO_MAX_FRAMES", default=30)
     video_frame_method: Annotated[str, _choice(FRAME_METHODS)] = _env("VIDEO_FRAME_METHOD", default="interval")
-    video_frame_height: Annotated[int, _int(16, 8192)] = _env("VIDEO_FRAME_HEIGHT", default=480)
+    video_frame_height: Annotated[int, _int(FRAME_HEIGHT_MIN, FRAME_HEIGHT_MAX)] = _env(
+        "VIDEO_FRAME_HEIGHT", default=480
+    )
     depth_video_fps: PositiveFloat | None = _env("DEPTH_VIDEO_FPS", default=None)  # None: source rate, <= 30
     depth_video_height: Annotated[int, _int(16, 8192)] = _env("DEPTH_VIDEO_HEIGHT", default=1080)
     stereo_divergence: Annotated[float, _check("a number > 0 and <= 10 (% of the width)", _stereo_divergence)] = _env(

@@ -19,6 +19,8 @@ import pytest
 from psycopg import sql as pgsql
 from redis import Redis
 
+from tests.openapi_check import SpecCheckingClient
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -128,7 +130,9 @@ def make_app(services):
         settings = services.settings.replace(**overrides)
         svc = dataclasses.replace(services, settings=settings)
         svc.__dict__.pop("queue", None)
-        return create_app(settings, svc)
+        app = create_app(settings, svc)
+        app.test_client_class = SpecCheckingClient  # every response is checked against the OpenAPI document
+        return app
 
     return build
 
@@ -248,11 +252,12 @@ def worker_env(tiny_depth_model: Path, **extra) -> dict:
 class LiveStack:
     """The real backend served on a loopback port, with a real worker process behind it."""
 
-    def __init__(self, url: str, worker: WorkerProcess) -> None:
+    def __init__(self, url: str, worker: WorkerProcess, app) -> None:
         import requests
 
         self.url = url
         self.worker = worker
+        self.app = app  # for app.test_client(): responses checked against the OpenAPI document
         self.api = requests.Session()
         self.api.request = self._prefixed(self.api.request)
 
@@ -292,6 +297,6 @@ def live_stack(make_app, tiny_depth_model, start_worker, tmp_path):
         app.extensions["parallax"].settings,
         **worker_env(tiny_depth_model, U2NET_HOME=models / "rembg", MODEL_CHECKSUM_DISABLED="1"),
     )
-    yield LiveStack(f"http://127.0.0.1:{server.server_port}", worker)
+    yield LiveStack(f"http://127.0.0.1:{server.server_port}", worker, app)
     server.shutdown()
     thread.join(5)

@@ -1,6 +1,8 @@
 """Uploads, storage, listing, deletion, flags and the job endpoints (no worker running here)."""
 
 import io
+import json
+import re
 import struct
 import subprocess
 import zlib
@@ -253,18 +255,93 @@ def test_queue_stats_and_openapi(client, tmp_path):
     stats = client.get("/api/queue/stats").get_json()
     assert stats["by_status"] == {"skipped": 2}
     spec = client.get("/api/openapi.json").get_json()
-    assert spec["openapi"].startswith("3.")
+    assert spec["openapi"].startswith("3.1")
     from openapi_spec_validator import validate
 
     validate(spec)
     rules = {
-        str(r.rule).replace("<item_id>", "{item_id}").replace("<job_id>", "{job_id}").replace("<int:index>", "{index}")
+        re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(r.rule))
         for r in client.application.url_map.iter_rules()
-        if str(r.rule).startswith("/api/")
+        if str(r.rule).startswith("/api/") and r.endpoint not in ("static",)
     }
     documented = set(spec["paths"])
-    missing = {r for r in rules if "<" not in r and r not in documented and r != "/api/openapi.json"}
-    assert missing == set()
+    assert rules - documented == {"/api/openapi.json"}
+    # The reprocess answer is the jobs it created, as the document says (it once claimed a page).
+    reprocess = spec["paths"]["/api/media/{item_id}/reprocess"]["post"]["responses"]["202"]
+    assert reprocess["content"]["application/json"]["schema"]["$ref"].endswith("/JobsCreated")
     page = client.get("/docs")
     assert page.status_code == 200 and b"swagger-ui" in page.data
-    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/docs/assets/js/swagger-ui-bundle.js").status_code == 200
+
+
+def test_spec_requires_the_api_key_only_when_one_is_set(make_app):
+    open_spec = make_app().test_client().get("/api/openapi.json").get_json()
+    assert "security" not in open_spec and "securitySchemes" not in open_spec["components"]
+    keyed = make_app(api_key="s3cret").test_client()
+    assert keyed.get("/api/openapi.json").status_code == 401
+    spec = keyed.get("/api/openapi.json", headers={"X-API-Key": "s3cret"}).get_json()
+    assert spec["security"] == [{"ApiKey": []}]
+    assert spec["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert spec["paths"]["/api/health"]["get"]["security"] == []
+    assert "s3cret" not in json.dumps(spec)
+
+
+@pytest.mark.parametrize(
+    "url, word",
+    [
+        ("/api/media?page=99999999999999999999", "page"),
+        ("/api/media?page=0", "page"),
+        ("/api/jobs?page=9223372036854775807", "page"),
+        ("/api/jobs?per_page=501", "per_page"),
+        ("/api/jobs?media_id=nope", "media_id"),
+        ("/api/jobs?status=done", "status"),
+        ("/api/media?kind=audio", "kind"),
+    ],
+)
+def test_bad_query_parameters_are_400_naming_them(client, url, word):
+    response = client.get(url)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "bad_request" and word in error["message"]
+
+
+def test_wrong_method_is_405_with_allow_header(client):
+    response = client.put("/api/media")
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET"}
+    recover = client.get("/api/queue/recover")
+    assert recover.status_code == 405 and "POST" in recover.headers["Allow"]
+
+
+def test_original_design_upload_fields_queue_item_and_depth_version(make_app, tmp_path):
+    client = make_app(enable_depth=True).test_client()
+    photo = make_photo(tmp_path / "p.jpg")
+    body = _upload(client, photo).get_json()
+    assert body["success"] is True and body["mediaItemId"] == body["item"]["id"]
+    assert body["filename"] == "p.jpg" and body["size"] == photo.stat().st_size and body["type"] == "image/jpeg"
+    assert body["queueId"] == next(j["id"] for j in body["jobs"] if j["task"] == "depth")  # the first job made
+    job = client.get(f"/api/queue/items/{body['queueId']}")
+    assert job.status_code == 200 and job.get_json()["id"] == body["queueId"]
+    assert client.get("/api/queue/items/not-a-job").status_code == 404
+    again = _upload(client, photo).get_json()
+    assert again["duplicate"] is True and again["mediaItemId"] == body["mediaItemId"] and again["success"] is True
+    depth = client.get(f"/api/media/{body['mediaItemId']}/depth?version=full_resolution")
+    assert depth.status_code == 404 and depth.get_json()["error"]["code"] == "not_ready"  # accepted; no worker here
+    assert client.get(f"/api/media/{body['mediaItemId']}/depth?version=tiny").status_code == 400
+
+
+def test_reprocess_refuses_unknown_and_out_of_range_parameters(make_app, tmp_path):
+    client = make_app().test_client()
+    item = _upload(client, make_video(tmp_path / "v.mp4")).get_json()["item"]
+    url = f"/api/media/{item['id']}/reprocess"
+    for parameters, word in (
+        ({"fps": 121}, "fps"),
+        ({"max_frames": 100_001}, "max_frames"),
+        ({"height": 8}, "height"),
+        ({"background": "plaid"}, "background"),
+        ({"sharpness": 3}, "sharpness"),
+    ):
+        response = client.post(url, json={"tasks": ["video_depth"], "parameters": parameters})
+        assert response.status_code == 400 and word in response.get_json()["error"]["message"], parameters
+    assert client.post(url, json={"tasks": ["teleport"]}).status_code == 400

@@ -7,12 +7,14 @@ import subprocess
 import time
 from functools import lru_cache
 
-from flask import Blueprint, jsonify
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
 
 from backend.api.common import services
 from backend.jobs import live_workers
+from backend.schemas import Health, PublicConfig, json_response
 
-bp = Blueprint("health", __name__)
+bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="system", description="health and configuration")])
 
 
 @lru_cache(maxsize=1)
@@ -37,7 +39,11 @@ def _check(fn):
         return {"ok": False, "error": str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}
 
 
-@bp.get("/api/health")
+@bp.get(
+    "/api/health",
+    summary="Database, Redis, workers and ffmpeg (never needs the API key)",
+    responses={200: Health, 503: json_response(Health, "the database or Redis is down")},
+)
 def health():
     svc = services()
     checks = {
@@ -62,6 +68,6 @@ def health():
     return jsonify(status=status, checks=checks), 200 if core_ok else 503
 
 
-@bp.get("/api/config")
+@bp.get("/api/config", summary="Effective feature flags and limits (never secrets)", responses={200: PublicConfig})
 def config():
     return jsonify(services().settings.public())

@@ -5,16 +5,31 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, Response, jsonify, request, send_file
+from flask import Response, jsonify, request, send_file
+from flask_openapi3 import APIBlueprint, Tag
 from werkzeug.exceptions import BadRequest, NotFound
 
 from backend import thumbnails
 from backend.api.common import api_error, services
 from backend.api.media import get_item_or_404
-from backend.api.pagination import choice_arg
+from backend.schemas import (
+    AssetPath,
+    Error,
+    ItemPath,
+    KindQuery,
+    Neighbours,
+    OriginalQuery,
+    VersionQuery,
+    binary,
+)
 from backend.serializers import asset_download_name, item_thumbnail_url
 
-bp = Blueprint("library", __name__)
+bp = APIBlueprint("library", __name__, abp_tags=[Tag(name="library", description="previews, result files, neighbours")])
+PREVIEW = {
+    200: binary("WebP, at most 512 px on its longest side", "image/webp"),
+    304: {"description": "not modified (ETag)"},
+    404: Error,
+}
 
 # A preview URL carries the version of its file (?v=...), so a browser may keep it for good; a
 # request without the current version revalidates with the ETag instead.
@@ -46,30 +61,48 @@ def _send_thumbnail(rel: str, mime_type: str, duration: float | None, version: s
     return response
 
 
-@bp.get("/api/media/<item_id>/thumbnail")
-def item_thumbnail(item_id: str):
-    item = get_item_or_404(item_id)
+@bp.get(
+    "/api/media/<item_id>/thumbnail",
+    summary="A small upright preview of the original (a video's poster frame)",
+    responses=PREVIEW,
+)
+def item_thumbnail(path: ItemPath, query: VersionQuery):
+    item = get_item_or_404(path.item_id)
     return _send_thumbnail(item["storage_path"], item["mime_type"], item["duration_s"], item["sha256"][:12])
 
 
-@bp.get("/api/media/<item_id>/assets/<asset_id>/thumbnail")
-def asset_thumbnail(item_id: str, asset_id: str):
-    asset = _asset_or_404(get_item_or_404(item_id), asset_id)
+@bp.get(
+    "/api/media/<item_id>/assets/<asset_id>/thumbnail",
+    summary="A small preview of a result (transparency kept)",
+    responses=PREVIEW,
+)
+def asset_thumbnail(path: AssetPath, query: VersionQuery):
+    asset = _asset_or_404(get_item_or_404(path.item_id), path.asset_id)
     version = str(int(asset["created_at"].timestamp() * 1000))
     return _send_thumbnail(asset["path"], asset["mime_type"], (asset["metadata"] or {}).get("duration"), version)
 
 
-@bp.get("/api/media/<item_id>/assets/<asset_id>")
-def asset_file(item_id: str, asset_id: str):
-    item = get_item_or_404(item_id)
-    asset = _asset_or_404(item, asset_id)
+@bp.get(
+    "/api/media/<item_id>/assets/<asset_id>",
+    summary="Any result's file (depth map, depth ZIP, cut-out image or video)",
+    responses={
+        200: binary("the file", "*/*"),
+        206: binary("a byte range", "*/*"),
+        304: {"description": "not modified (ETag)"},
+        400: Error,
+        404: Error,
+    },
+)
+def asset_file(path: AssetPath, query: OriginalQuery):
+    item = get_item_or_404(path.item_id)
+    asset = _asset_or_404(item, path.asset_id)
     response = send_file(
         services().storage.path(asset["path"]),
         mimetype=asset["mime_type"],
         conditional=True,
         etag=f"{asset['id']}-{int(asset['created_at'].timestamp() * 1000)}",
         download_name=asset_download_name(asset, item["original_filename"]),
-        as_attachment=request.args.get("download") == "1",
+        as_attachment=query.download == "1",
     )
     response.headers["Cache-Control"] = RESULT_CACHE
     return response
@@ -86,12 +119,16 @@ def _brief(row: dict | None) -> dict | None:
     }
 
 
-@bp.get("/api/media/<item_id>/neighbours")
-def neighbours(item_id: str):
+@bp.get(
+    "/api/media/<item_id>/neighbours",
+    summary="The newer and older item next to this one, in the library's order",
+    responses={200: Neighbours, 400: Error, 404: Error},
+)
+def neighbours(path: ItemPath, query: KindQuery):
     """The items before and after this one in the library's order (newest first, as GET /api/media
     lists them), optionally among one kind: what previous / next on the item page and in the viewer open."""
-    item = get_item_or_404(item_id)
-    kind = choice_arg("kind", ("photo", "video"))
+    item = get_item_or_404(path.item_id)
+    kind = query.kind
     if kind and item["kind"] != kind:
         raise BadRequest(f"this item is a {item['kind']}, not a {kind}")
     db = services().db

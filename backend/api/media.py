@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request, send_file
-from werkzeug.exceptions import BadRequest, NotFound, RequestEntityTooLarge
+from flask import jsonify, request, send_file
+from flask_openapi3 import APIBlueprint, Tag
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from backend import jobs
 from backend.api.common import api_error, services
-from backend.api.pagination import choice_arg, page_args
 from backend.media_service import delete_item, find_item, ingest_file
+from backend.schemas import (
+    Error,
+    ItemDetail,
+    ItemList,
+    ItemPath,
+    JobsCreated,
+    MediaListQuery,
+    OriginalQuery,
+    ReprocessBody,
+    UploadResult,
+    binary,
+    json_response,
+)
 from backend.serializers import asset_json, item_json, job_json
 
-bp = Blueprint("media", __name__)
+bp = APIBlueprint("media", __name__, abp_tags=[Tag(name="media", description="photos and videos")])
 
-ITEM_STATUSES = ("processing", "completed", "failed", "cancelled", "skipped", "none")
 # An item's state is made of its newest job per task.
 STATUS_SQL = """CASE
     WHEN bool_or(l.status IN ('pending','queued','processing')) THEN 'processing'
@@ -44,12 +56,30 @@ def item_detail(item: dict) -> dict:
     }
 
 
-@bp.post("/api/media/upload")
-def upload():
+def upload_body(result, filename: str | None) -> dict:
+    """The item with its jobs, plus the original design's upload fields (success, mediaItemId, queueId...)."""
+    detail = item_detail(result.item)
+    item = detail["item"]
+    first_job = (result.jobs or detail["jobs"] or [None])[0]
+    return {
+        **detail,
+        "duplicate": not result.created,
+        "success": True,
+        "message": "stored; processing queued" if result.created else "already stored: this is the existing item",
+        "mediaItemId": item["id"],
+        "queueId": str(first_job["id"]) if first_job else None,
+        "filename": filename or item["original_filename"],
+        "size": item["size_bytes"],
+        "type": item["mime_type"],
+    }
+
+
+def uploaded_file(*fields: str):
+    """The multipart file (first of ``fields`` present) as a temp file under MEDIA_ROOT/tmp, and its name."""
     svc = services()
-    upload_file = request.files.get("media") or request.files.get("file")
+    upload_file = next((request.files[f] for f in fields if f in request.files), None)
     if upload_file is None:
-        return api_error(400, "bad_request", "send the file as multipart/form-data in a field named 'media'")
+        return None, None
     paths = request.environ.get("parallax.upload_paths", [])
     stream_path = getattr(upload_file.stream, "name", None)
     upload_file.stream.close()
@@ -59,20 +89,56 @@ def upload():
         upload_file.save(tmp)
     if tmp.stat().st_size > svc.settings.max_upload_bytes:
         raise RequestEntityTooLarge()
-    result = ingest_file(svc, tmp, upload_file.filename)
-    body = {**item_detail(result.item), "duplicate": not result.created}
+    return tmp, upload_file.filename
+
+
+UPLOAD_REQUEST = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "media": {"type": "string", "format": "binary", "description": "the file"},
+                        "file": {"type": "string", "format": "binary", "description": "the same, another name"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@bp.post(
+    "/api/media/upload",
+    summary="Upload a photo or video; its type is read from the content",
+    openapi_extensions=UPLOAD_REQUEST,
+    responses={
+        202: UploadResult,
+        200: json_response(UploadResult, "the same bytes were already stored: the existing item"),
+        400: Error,
+        413: Error,
+        422: Error,
+    },
+)
+def upload():
+    svc = services()
+    tmp, filename = uploaded_file("media", "file")
+    if tmp is None:
+        return api_error(400, "bad_request", "send the file as multipart/form-data in a field named 'media'")
+    result = ingest_file(svc, tmp, filename)
+    body = upload_body(result, filename)
     if not result.created:
         return jsonify(body), 200
     return jsonify(body), 202, {"Location": f"/api/media/{result.item['id']}"}
 
 
-@bp.get("/api/media")
-def list_media():
+@bp.get("/api/media", summary="List media items", responses={200: ItemList, 400: Error})
+def list_media(query: MediaListQuery):
     svc = services()
-    page, per_page = page_args()
-    kind = choice_arg("kind", ("photo", "video"))
-    status = choice_arg("status", ITEM_STATUSES)
-    source = choice_arg("source", ("upload", "immich"))
+    page, per_page = query.page, query.per_page
+    kind, status, source = query.kind, query.status, query.source
     rows = svc.db.fetchall(
         f"""SELECT m.*, s.status, count(*) OVER () AS total FROM media_items m
             CROSS JOIN LATERAL (SELECT {STATUS_SQL} AS status FROM latest_jobs l WHERE l.media_id = m.id) s
@@ -97,77 +163,52 @@ def list_media():
     return jsonify(items=[item_json(r, svc.settings) for r in rows], page=page, per_page=per_page, total=total)
 
 
-@bp.get("/api/media/<item_id>")
-def get_media(item_id: str):
-    return jsonify(item_detail(get_item_or_404(item_id)))
+@bp.get("/api/media/<item_id>", summary="One item with its jobs and results", responses={200: ItemDetail, 404: Error})
+def get_media(path: ItemPath):
+    return jsonify(item_detail(get_item_or_404(path.item_id)))
 
 
-@bp.delete("/api/media/<item_id>")
-def remove_media(item_id: str):
-    delete_item(services(), get_item_or_404(item_id))
+@bp.delete("/api/media/<item_id>", summary="Delete an item with all its files", responses={204: None, 404: Error})
+def remove_media(path: ItemPath):
+    delete_item(services(), get_item_or_404(path.item_id))
     return "", 204
 
 
-@bp.get("/api/media/<item_id>/original")
-def original(item_id: str):
+@bp.get(
+    "/api/media/<item_id>/original",
+    summary="Download the original (byte ranges, ETag)",
+    responses={
+        200: binary("the file as stored", "*/*"),
+        206: binary("a byte range", "*/*"),
+        304: {"description": "not modified"},
+        400: Error,
+        404: Error,
+        416: {"description": "range not satisfiable"},
+    },
+)
+def original(path: ItemPath, query: OriginalQuery):
     svc = services()
-    item = get_item_or_404(item_id)
+    item = get_item_or_404(path.item_id)
     response = send_file(
         svc.storage.path(item["storage_path"]),
         mimetype=item["mime_type"],
         conditional=True,
         etag=item["sha256"],
         download_name=item["original_filename"],
-        as_attachment=request.args.get("download") == "1",
+        as_attachment=query.download == "1",
         max_age=86400,
     )
     response.headers["Cache-Control"] = "private, max-age=86400, immutable"
     return response
 
 
-@bp.post("/api/media/<item_id>/reprocess")
-def reprocess(item_id: str):
-    item = get_item_or_404(item_id)
-    body = request.get_json(silent=True) or {}
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    tasks = body.get("tasks")
-    if tasks is not None and (not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks)):
-        raise BadRequest("tasks must be a list of task names")
-    parameters = body.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise BadRequest("parameters must be an object")
-    bad = validate_parameters(parameters)
-    if bad:
-        raise BadRequest(bad)
-    created = jobs.reprocess(services(), item, tasks, parameters)
+@bp.post(
+    "/api/media/<item_id>/reprocess",
+    summary="Run an item's tasks again, optionally with new parameters",
+    responses={202: JobsCreated, 400: Error, 404: Error, 409: Error},
+)
+def reprocess(path: ItemPath, body: ReprocessBody):
+    item = get_item_or_404(path.item_id)
+    parameters = body.parameters.model_dump(exclude_none=True)
+    created = jobs.reprocess(services(), item, body.tasks, parameters)
     return jsonify(jobs=[job_json(j) for j in created]), 202
-
-
-PARAMETERS = {
-    "fps": (float, lambda v: 0 < v <= 120, "a number above 0 and at most 120"),
-    "max_frames": (int, lambda v: 1 <= v <= 100_000, "a whole number from 1 to 100000"),
-    "method": (str, lambda v: v in ("interval", "keyframes"), "interval or keyframes"),
-    "height": (int, lambda v: 16 <= v <= 8192, "a whole number from 16 to 8192"),
-    "bit_depth": (int, lambda v: v in (8, 16), "8 or 16"),
-    "polarity": (str, lambda v: v in ("near_dark", "near_bright"), "near_dark or near_bright"),
-    "include_color": (bool, lambda v: True, "true or false"),
-    "model": (str, lambda v: 0 < len(v) < 300, "a model name"),
-    "background": (str, lambda v: 0 < len(v) < 20, "transparent, green, blue, white, black or #rrggbb"),
-    "output": (str, lambda v: v in ("transparent", "mask"), "transparent or mask"),
-    "prores": (bool, lambda v: True, "true or false"),
-}
-
-
-def validate_parameters(parameters: dict) -> str | None:
-    for name, value in parameters.items():
-        spec = PARAMETERS.get(name)
-        if spec is None:
-            return f"unknown parameter {name!r}; known: {', '.join(PARAMETERS)}"
-        kind, check, accepts = spec
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok or not check(value):
-            return f"parameter {name}={value!r} is not valid: expected {accepts}"
-    return None

@@ -9,19 +9,33 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, jsonify, make_response, request, send_file
+from flask import Response, abort, jsonify, make_response, request, send_file
+from flask_openapi3 import APIBlueprint, Tag
 from werkzeug.exceptions import BadRequest, NotFound
 
 from ai.probe import oriented_image
 from backend import jobs
 from backend.api.common import api_error, services
 from backend.api.media import get_item_or_404
+from backend.schemas import (
+    Asset,
+    CutoutQuery,
+    DepthQuery,
+    Error,
+    FramePath,
+    ItemPath,
+    Manifest,
+    ResultQueued,
+    background_variant,
+    binary,
+)
 from backend.serializers import asset_json, job_json
 
-bp = Blueprint("results", __name__)
+bp = APIBlueprint("results", __name__, abp_tags=[Tag(name="results", description="depth maps, frames, cut-outs")])
+NOT_MODIFIED = {"description": "not modified (ETag)"}
+
 
 RESULT_CACHE = "private, max-age=300, must-revalidate"
-CUTOUT_BACKGROUNDS = ("transparent", "green", "blue", "white", "black", "mask")
 
 
 def _asset(item_id, kind: str, variant: str = "") -> dict | None:
@@ -94,18 +108,28 @@ def _require_depth(item_id: str) -> tuple[dict, dict]:
     return item, asset
 
 
-@bp.get("/api/media/<item_id>/depth")
-def depth(item_id: str):
-    item, asset = _require_depth(item_id)
+@bp.get(
+    "/api/media/<item_id>/depth",
+    summary="Depth map: PNG for a photo, ZIP of frames for a video",
+    responses={
+        200: binary("header X-Depth-Polarity tells which way", "image/png", "application/zip"),
+        206: binary("a byte range", "image/png", "application/zip"),
+        304: NOT_MODIFIED,
+        400: Error,
+        404: Error,
+    },
+)
+def depth(path: ItemPath, query: DepthQuery):
+    item, asset = _require_depth(path.item_id)
     stem = Path(item["original_filename"]).stem or "media"
     response = _send_asset(asset, f"{stem}_depth.{'png' if item['kind'] == 'photo' else 'zip'}")
     response.headers["X-Depth-Polarity"] = asset["metadata"].get("polarity", "near_dark")
     return response
 
 
-@bp.get("/api/media/<item_id>/depth/info")
-def depth_info(item_id: str):
-    _item, asset = _require_depth(item_id)
+@bp.get("/api/media/<item_id>/depth/info", summary="The depth result's metadata", responses={200: Asset, 404: Error})
+def depth_info(path: ItemPath):
+    _item, asset = _require_depth(path.item_id)
     return jsonify(asset_json(asset))
 
 
@@ -141,9 +165,13 @@ def _not_modified(etag: str) -> Response | None:
     return None
 
 
-@bp.get("/api/media/<item_id>/depth/manifest")
-def manifest(item_id: str):
-    item, asset = _require_depth(item_id)
+@bp.get(
+    "/api/media/<item_id>/depth/manifest",
+    summary="Frames with times and URLs for the viewer",
+    responses={200: Manifest, 304: NOT_MODIFIED, 404: Error},
+)
+def manifest(path: ItemPath):
+    item, asset = _require_depth(path.item_id)
     rgbd = _asset(item["id"], "depth_video") if item["kind"] == "video" else None
     etag = _etag(asset, "-manifest" + (f"-{_etag(rgbd)}" if rgbd else ""))
     cached = _not_modified(etag)
@@ -204,9 +232,25 @@ def _photo_color(item: dict) -> Path:
     return path
 
 
-@bp.get("/api/media/<item_id>/depth/frames/<int:index>")
-@bp.get("/api/media/<item_id>/depth/frames/<int:index>/<any(color):which>")
-def frame(item_id: str, index: int, which: str = "depth"):
+@bp.get(
+    "/api/media/<item_id>/depth/frames/<int:index>",
+    summary="One depth frame (PNG), read from the stored ZIP",
+    responses={200: binary("depth frame", "image/png"), 304: NOT_MODIFIED, 400: Error, 404: Error},
+)
+def depth_frame(path: FramePath):
+    return _frame(path.item_id, path.index, "depth")
+
+
+@bp.get(
+    "/api/media/<item_id>/depth/frames/<int:index>/color",
+    summary="The matching colour frame",
+    responses={200: binary("colour frame", "image/jpeg", "image/png"), 304: NOT_MODIFIED, 400: Error, 404: Error},
+)
+def color_frame(path: FramePath):
+    return _frame(path.item_id, path.index, "color")
+
+
+def _frame(item_id: str, index: int, which: str):
     item, asset = _require_depth(item_id)
     etag = _etag(asset, f"-{which}-{index}")
     cached = _not_modified(etag)
@@ -235,22 +279,25 @@ def frame(item_id: str, index: int, which: str = "depth"):
     return response
 
 
-def _normalise_background(value: str | None) -> str:
-    value = (value or "transparent").strip().lower()
-    if value in CUTOUT_BACKGROUNDS:
-        return value
-    hexpart = value.lstrip("#")
-    if len(hexpart) == 6 and all(c in "0123456789abcdef" for c in hexpart):
-        return hexpart
-    raise BadRequest("background must be transparent, mask, green, blue, white, black or a colour like #ff8800")
-
-
-@bp.get("/api/media/<item_id>/cutout")
-def cutout(item_id: str):
+@bp.get(
+    "/api/media/<item_id>/cutout",
+    summary="Background-removed result; asking for a background not rendered yet queues it",
+    responses={
+        200: binary(
+            "PNG for a photo; WebM, MOV or MP4 for a video", "image/png", "video/webm", "video/mp4", "video/quicktime"
+        ),
+        202: ResultQueued,
+        206: binary("a byte range", "image/png", "video/webm", "video/mp4", "video/quicktime"),
+        304: NOT_MODIFIED,
+        400: Error,
+        404: Error,
+    },
+)
+def cutout(path: ItemPath, query: CutoutQuery):
     svc = services()
-    item = get_item_or_404(item_id)
-    background = _normalise_background(
-        request.args.get("background") or (svc.settings.cutout_video_background if item["kind"] == "video" else None)
+    item = get_item_or_404(path.item_id)
+    background = background_variant(
+        query.background or (svc.settings.cutout_video_background if item["kind"] == "video" else None)
     )
     if item["kind"] == "video" and background == "mask":
         raise BadRequest("mask is available for photos only")

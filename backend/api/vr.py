@@ -4,22 +4,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
 from werkzeug.exceptions import BadRequest, NotFound
 
 from backend import jobs
 from backend.api.common import api_error, services
 from backend.api.media import get_item_or_404
 from backend.api.results import _asset, _send_asset, missing_result
+from backend.schemas import Asset, Error, ItemPath, ResultQueued, StereoQuery, binary
 from backend.serializers import asset_json, job_json
 
-bp = Blueprint("vr", __name__)
+bp = APIBlueprint("vr", __name__, abp_tags=[Tag(name="vr", description="RGB-D video and stereo exports")])
 
 
-@bp.get("/api/media/<item_id>/depth/video")
-def depth_video(item_id: str):
+@bp.get(
+    "/api/media/<item_id>/depth/video",
+    summary="RGB-D video of a video (colour left, depth right, H.264 MP4); byte ranges",
+    responses={
+        200: binary("H.264 MP4 with the source's audio", "video/mp4"),
+        206: binary("a byte range", "video/mp4"),
+        304: {"description": "not modified (ETag)"},
+        404: Error,
+    },
+)
+def depth_video(path: ItemPath):
     """The RGB-D video (H.264 MP4, colour left, depth right); byte ranges for seeking."""
-    item = get_item_or_404(item_id)
+    item = get_item_or_404(path.item_id)
     if item["kind"] != "video":
         raise NotFound("RGB-D videos are made for videos; a photo's depth is at /depth")
     asset = _asset(item["id"], "depth_video")
@@ -46,13 +57,24 @@ def _stereo_task(item: dict) -> tuple[str, str]:
     return ("stereo", "stereo") if item["kind"] == "photo" else ("video_stereo", "stereo_video")
 
 
-@bp.get("/api/media/<item_id>/stereo")
-def stereo(item_id: str):
+@bp.get(
+    "/api/media/<item_id>/stereo",
+    summary="Stereo 3D export (named with the VR player tags); not made yet: queues it",
+    responses={
+        200: binary("JPEG or PNG for a photo, MP4 for a video", "image/jpeg", "image/png", "video/mp4"),
+        202: ResultQueued,
+        206: binary("a byte range", "video/mp4"),
+        304: {"description": "not modified (ETag)"},
+        400: Error,
+        404: Error,
+    },
+)
+def stereo(path: ItemPath, query: StereoQuery):
     """The stereo export in ``format`` (full_sbs, half_sbs, tb, anaglyph): the stored file, named with
     the tag VR players detect, made with the current STEREO_DIVERGENCE/CONVERGENCE; else 202 with the
     job that makes it."""
     svc = services()
-    item = get_item_or_404(item_id)
+    item = get_item_or_404(path.item_id)
     wanted = _stereo_request()
     task, kind = _stereo_task(item)
     asset = _asset(item["id"], kind, wanted["format"])
@@ -79,9 +101,13 @@ def stereo(item_id: str):
     ), 202
 
 
-@bp.get("/api/media/<item_id>/stereo/info")
-def stereo_info(item_id: str):
-    item = get_item_or_404(item_id)
+@bp.get(
+    "/api/media/<item_id>/stereo/info",
+    summary="The stored stereo export's record (parameters, size, depth source)",
+    responses={200: Asset, 400: Error, 404: Error},
+)
+def stereo_info(path: ItemPath, query: StereoQuery):
+    item = get_item_or_404(path.item_id)
     wanted = _stereo_request()
     task, kind = _stereo_task(item)
     asset = _asset(item["id"], kind, wanted["format"])

@@ -11,9 +11,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ai.errors import Cancelled
+from pydantic import ValidationError
+
+from ai.errors import Cancelled, InvalidMediaError
 from backend import thumbnails
 from backend.db import jsonb, one
+from backend.schemas import TaskParameters, describe_validation_error
 from backend.services import Services
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,14 @@ class TaskContext:
     def param(self, name: str, default: Any) -> Any:
         value = self.parameters.get(name)
         return default if value is None else value
+
+    def options(self) -> TaskParameters:
+        """The job's parameters checked with the API's model (same bounds as the endpoints): a job
+        stored with a bad one fails with the reason instead of reaching the pipeline."""
+        try:
+            return TaskParameters.model_validate(self.parameters)
+        except ValidationError as exc:
+            raise InvalidMediaError(f"the job's parameters are not valid: {describe_validation_error(exc)}") from None
 
     def progress(self, done: int, total: int | None, stage: str, force: bool = False) -> None:
         """Record progress (throttled) and stop with Cancelled if the job was cancelled meanwhile."""

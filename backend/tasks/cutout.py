@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from backend.schemas import background_variant
 from backend.settings import Settings
 from backend.tasks.context import TaskContext
 
@@ -23,15 +24,17 @@ def segmentation_model(settings: Settings, name: str | None = None):
     )
 
 
-def _background(value: str) -> str:
-    return value if value in ("transparent", "mask", "green", "blue", "white", "black") else f"#{value.lstrip('#')}"
+def _background(variant: str) -> str:
+    """A stored variant name (``ff8800``) as the pipelines take it (``#ff8800``)."""
+    return variant if variant in ("transparent", "mask", "green", "blue", "white", "black") else f"#{variant}"
 
 
 def photo_cutout(ctx: TaskContext) -> dict:
     from ai.cutout import photo_cutout as run
 
-    variant = str(ctx.param("background", "transparent")).lower().lstrip("#")
-    model_name = ctx.param("model", ctx.settings.segmentation_model)
+    options = ctx.options()
+    variant = background_variant(options.background)
+    model_name = options.model or ctx.settings.segmentation_model
     ctx.progress(0, 1, "loading model", force=True)
     model = segmentation_model(ctx.settings, model_name)
     model.load()
@@ -61,16 +64,20 @@ def video_cutout(ctx: TaskContext) -> dict:
     from ai.cutout import cutout_video_filename
     from ai.cutout import video_cutout as run
 
-    variant = str(ctx.param("background", ctx.settings.cutout_video_background)).lower().lstrip("#")
-    prores = bool(ctx.param("prores", False))
-    model_name = ctx.param("model", ctx.settings.segmentation_model)
+    options = ctx.options()
+    variant = background_variant(options.background or ctx.settings.cutout_video_background)
+    prores = bool(options.prores)
+    height = options.height if isinstance(options.height, int) else None  # None: the source's size
+    model_name = options.model or ctx.settings.segmentation_model
     ctx.progress(0, ctx.media.get("frame_count"), "loading model", force=True)
     model = segmentation_model(ctx.settings, model_name)
     model.load()
     background = _background(variant)
     filename = cutout_video_filename(background, prores=prores)
     tmp = ctx.temp_path(Path(filename).suffix)
-    meta = run(ctx.source_path, tmp, model=model, background=background, prores=prores, progress=ctx.progress)
+    meta = run(
+        ctx.source_path, tmp, model=model, background=background, prores=prores, height=height, progress=ctx.progress
+    )
     store_variant = variant + ("_prores" if prores else "")
     asset = ctx.store_asset(
         tmp,
@@ -79,7 +86,7 @@ def video_cutout(ctx: TaskContext) -> dict:
         filename=filename,
         mime_type=VIDEO_MIME.get(Path(filename).suffix, "application/octet-stream"),
         model=model_name,
-        parameters={"background": variant, "prores": prores},
+        parameters={"background": variant, "prores": prores, "height": height},
         width=meta.get("width"),
         height=meta.get("height"),
         metadata=meta,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backend.schemas import TaskParameters
 from backend.settings import Settings
 from backend.tasks.context import TaskContext
 
@@ -21,13 +22,25 @@ def depth_model(settings: Settings, name: str | None = None):
     )
 
 
+def frame_options(options: TaskParameters, settings: Settings) -> dict:
+    """Which frames of a video to take: the job's choices, else the VIDEO_* settings."""
+    height = options.height or settings.video_frame_height
+    return {
+        "method": options.method or settings.video_frame_method,
+        "fps": options.fps or settings.video_frame_extraction_fps,
+        "max_frames": options.max_frames or settings.video_max_frames,
+        "height": None if height == "source" else height,
+    }
+
+
 def photo_depth(ctx: TaskContext) -> dict:
     from ai.depth import photo_depth as run
 
     s = ctx.settings
-    model_name = ctx.param("model", s.depth_model)
-    bit_depth = int(ctx.param("bit_depth", s.depth_bit_depth))
-    polarity = ctx.param("polarity", s.depth_polarity)
+    options = ctx.options()
+    model_name = options.model or s.depth_model
+    bit_depth = options.bit_depth or s.depth_bit_depth
+    polarity = options.polarity or s.depth_polarity
     model = depth_model(s, model_name)
     tmp = ctx.temp_path(".png")
     meta = run(ctx.source_path, tmp, model=model, bit_depth=bit_depth, polarity=polarity, progress=ctx.progress)
@@ -49,15 +62,13 @@ def video_depth(ctx: TaskContext) -> dict:
     from ai.depth import video_depth as run
 
     s = ctx.settings
-    model_name = ctx.param("model", s.depth_model)
+    options = ctx.options()
+    model_name = options.model or s.depth_model
     params = {
-        "method": ctx.param("method", s.video_frame_method),
-        "fps": float(ctx.param("fps", s.video_frame_extraction_fps)),
-        "max_frames": int(ctx.param("max_frames", s.video_max_frames)),
-        "height": int(ctx.param("height", s.video_frame_height)),
-        "include_color": bool(ctx.param("include_color", True)),
-        "polarity": ctx.param("polarity", s.depth_polarity),
-        "bit_depth": int(ctx.param("bit_depth", s.depth_bit_depth)),
+        **frame_options(options, s),
+        "include_color": options.include_color if options.include_color is not None else True,
+        "polarity": options.polarity or s.depth_polarity,
+        "bit_depth": options.bit_depth or s.depth_bit_depth,
     }
     ctx.progress(0, None, "loading model", force=True)
     model = depth_model(s, model_name)

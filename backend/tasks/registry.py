@@ -110,6 +110,14 @@ TASKS: dict[str, TaskSpec] = {
             ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_STEREO"),
             "Stereo 3D video",
             automatic=False,
+        # The frames a depth video would use (POST /api/video/frames): only when asked for.
+        TaskSpec(
+            "video_frames",
+            "backend.tasks.frames:video_frames",
+            "video",
+            ("ENABLE_EXPERIMENTAL_VIDEO",),
+            "Frame list",
+            automatic=False,
         ),
         TaskSpec("immich_import", "backend.tasks.immich_import:run_import", None, (), "Immich import", IMPORT_QUEUE),
     )

@@ -1,0 +1,427 @@
+"""The API's one schema: request parameters and response bodies as pydantic models.
+
+Requests are validated with these models on the way in (flask-openapi3 reads the views' annotations),
+the OpenAPI document is generated from them, and the worker's task handlers validate a job's stored
+parameters with the same models, so every bound below exists once. This module imports nothing but
+pydantic: the settings, the task handlers and the API can all use it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+# --- bounds (the only place they are written) -----------------------------------------------------
+FPS_MAX = 120.0
+MAX_FRAMES_MAX = 100_000
+FRAME_HEIGHT_MIN = 16
+FRAME_HEIGHT_MAX = 8192
+PER_PAGE_MAX = 500
+# page * per_page must stay far inside PostgreSQL's bigint OFFSET; a million pages is more than any library.
+PAGE_MAX = 1_000_000
+MODEL_NAME_MAX = 300
+INFERENCE_WAIT_MAX_S = 300.0
+
+FrameMethod = Literal["interval", "keyframes"]
+Polarity = Literal["near_dark", "near_bright"]
+BitDepth = Literal[8, 16]
+Fps = Annotated[float, Field(gt=0, le=FPS_MAX, allow_inf_nan=False, description="frames per second to extract")]
+MaxFrames = Annotated[int, Field(ge=1, le=MAX_FRAMES_MAX, description="at most this many frames")]
+FrameHeight = Annotated[
+    int, Field(ge=FRAME_HEIGHT_MIN, le=FRAME_HEIGHT_MAX, description="height of extracted frames in pixels")
+]
+ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MODEL_NAME_MAX)]
+BACKGROUND_PATTERN = r"^(transparent|mask|green|blue|white|black|#?[0-9a-f]{6})$"
+Background = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, pattern=BACKGROUND_PATTERN),
+    Field(description="transparent, mask (photos), green, blue, white, black or a colour like #ff8800"),
+]
+
+
+def background_variant(value: str | None) -> str:
+    """How a background is named in stored results and file names: ``transparent``, ``green``, ``ff8800``."""
+    return (value or "transparent").strip().lower().lstrip("#")
+
+
+JobStatusName = Literal["pending", "queued", "processing", "completed", "failed", "cancelled", "skipped"]
+TaskName = Literal["depth", "cutout", "video_depth", "video_cutout", "video_frames", "immich_import"]
+MediaKind = Literal["photo", "video"]
+ItemStatus = Literal["processing", "completed", "failed", "cancelled", "skipped", "none"]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused: a misspelt parameter is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Query(BaseModel):
+    """Query strings: empty values mean 'not given' (forms send them), unknown keys are ignored
+    (cache-busters and the like)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v not in ("", None)}
+        return data
+
+
+class OptionalBody(Strict):
+    """A JSON body that may be left out entirely."""
+
+    model_config = ConfigDict(extra="forbid", openapi_extra={"required": False})  # type: ignore[typeddict-unknown-key]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_is_empty(cls, data: Any) -> Any:
+        return {} if data is None else data
+
+
+# --- task parameters: shared by reprocess, the inference endpoints and the task handlers -----------
+class FrameParams(Strict):
+    method: FrameMethod | None = Field(None, description="interval (every 1/fps s) or keyframes")
+    fps: Fps | None = None
+    max_frames: MaxFrames | None = None
+    height: FrameHeight | Literal["source"] | None = Field(None, description="pixels, or 'source' to keep it")
+
+
+class DepthParams(Strict):
+    bit_depth: BitDepth | None = Field(None, description="8 or 16 bit PNGs")
+    polarity: Polarity | None = Field(None, description="near_dark: darker is nearer")
+    model: ModelName | None = Field(None, description="a Depth Anything model id or folder")
+
+
+class VideoDepthParams(FrameParams, DepthParams):
+    include_color: bool | None = Field(None, description="store the matching colour frames too")
+
+
+class CutoutParams(Strict):
+    background: Background | None = None
+    model: ModelName | None = Field(None, description="a rembg model name")
+    prores: bool | None = Field(None, description="videos: ProRes 4444 MOV instead of WebM (transparent only)")
+
+
+class TaskParameters(VideoDepthParams, CutoutParams):
+    """Every parameter any media task takes; each task reads the ones it knows."""
+
+
+# --- requests ------------------------------------------------------------------------------------
+class ItemPath(BaseModel):
+    item_id: str = Field(description="the media item's id (UUID)")
+
+
+class JobPath(BaseModel):
+    job_id: str = Field(description="the job's id (UUID)")
+
+
+class FramePath(ItemPath):
+    index: int = Field(ge=1, description="frame number, from 1")
+
+
+class PageQuery(Query):
+    page: int = Field(1, ge=1, le=PAGE_MAX, description="page number")
+    per_page: int = Field(50, ge=1, le=PER_PAGE_MAX, description="items per page")
+
+
+class MediaListQuery(PageQuery):
+    kind: MediaKind | None = Field(None, description="filter by kind")
+    status: ItemStatus | None = Field(None, description="filter by state (the newest job of each task)")
+    source: Literal["upload", "immich"] | None = Field(None, description="filter by where it came from")
+
+
+class JobListQuery(PageQuery):
+    status: JobStatusName | None = None
+    task: TaskName | None = None
+    media_id: UUID | None = Field(None, description="only jobs of this item")
+
+
+class OriginalQuery(Query):
+    download: Literal["1"] | None = Field(None, description="1: as an attachment")
+
+
+class DepthQuery(Query):
+    version: Literal["full_resolution"] | None = Field(
+        None, description="accepted for compatibility: the stored depth map is always full resolution"
+    )
+
+
+class KindQuery(Query):
+    kind: MediaKind | None = Field(None, description="only among this kind")
+
+
+class VersionQuery(Query):
+    v: str | None = Field(None, description="the version from thumbnail_url: cached for good")
+
+
+class AssetPath(ItemPath):
+    asset_id: str = Field(description="the result's id (UUID)")
+
+
+class StereoQuery(Query):
+    format: str | None = Field(None, description="stereo layout: full_sbs (default), half_sbs, tb or anaglyph")
+
+
+class CutoutQuery(Query):
+    background: Background | None = None
+
+
+class ReprocessBody(OptionalBody):
+    tasks: list[TaskName] | None = Field(None, description="default: every task that applies to the item")
+    parameters: TaskParameters = Field(default_factory=TaskParameters)
+
+
+class RequeueBody(OptionalBody):
+    task: TaskName | None = Field(None, description="only this task")
+
+
+# --- responses -----------------------------------------------------------------------------------
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(description="stable machine-readable code, e.g. not_found, bad_request")
+    message: str = Field(description="what went wrong, in plain words")
+
+
+class Error(BaseModel):
+    error: ErrorDetail
+
+
+class Item(Strict):
+    id: str
+    kind: MediaKind
+    original_filename: str
+    mime_type: str
+    size_bytes: int
+    sha256: str
+    width: int | None
+    height: int | None
+    duration: float | None
+    fps: float | None
+    frame_count: int | None
+    rotation: int
+    has_audio: bool
+    captured_at: str | None
+    source: Literal["upload", "immich"]
+    immich_asset_id: str | None
+    immich_url: str | None = Field(description="the item in Immich's web app (without credentials)")
+    immich_removed: Literal["deleted", "trashed", "archived", "not_on_timeline"] | None = Field(
+        description="why the Immich asset left the timeline; such items are hidden from the list"
+    )
+    status: ItemStatus | None = Field(description="made of the newest job of each task")
+    created_at: str
+    original_url: str
+    thumbnail_url: str = Field(description="a WebP preview, at most 512 px, upright")
+
+
+class JobProgress(Strict):
+    done: int
+    total: int | None
+    stage: str | None
+
+
+class Job(Strict):
+    id: str
+    media_id: str | None
+    task: TaskName
+    status: JobStatusName
+    parameters: dict[str, Any]
+    progress: JobProgress
+    attempts: int
+    max_attempts: int
+    error: str | None = Field(description="what went wrong, in words a user understands")
+    error_kind: str | None
+    skip_reason: str | None
+    enable_with: str | None = Field(description="the variable(s) that enable a skipped task")
+    timeout_s: int | None
+    result: dict[str, Any] | None
+    created_at: str
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    jobs_ahead: int | None = Field(description="for a queued job: how many queued jobs start before it")
+    url: str
+
+
+class Asset(Strict):
+    id: str
+    media_id: str
+    job_id: str | None
+    kind: str = Field(description="depth, depth_frames, cutout, cutout_video")
+    variant: str
+    model: str | None
+    parameters: dict[str, Any]
+    mime_type: str
+    size_bytes: int
+    width: int | None
+    height: int | None
+    metadata: dict[str, Any] | None
+    created_at: str | None
+    url: str = Field(description="the result to show or play")
+    download_url: str = Field(description="the file as an attachment")
+    download_name: str = Field(description="e.g. holiday_cutout_green.webm")
+    thumbnail_url: str = Field(description="a WebP preview, at most 512 px")
+
+
+class ItemDetail(Strict):
+    item: Item
+    jobs: list[Job]
+    assets: list[Asset]
+
+
+class UploadResult(ItemDetail):
+    duplicate: bool = Field(description="the same bytes were already stored: this is the existing item")
+    # The original design's upload answer, kept so its documented clients keep working.
+    success: bool
+    message: str
+    mediaItemId: str
+    queueId: str | None = Field(description="the first job's id: GET /api/queue/items/{queueId}")
+    filename: str
+    size: int
+    type: str = Field(description="the detected MIME type")
+
+
+class Page(Strict):
+    page: int
+    per_page: int
+    total: int
+
+
+class ItemList(Page):
+    items: list[Item]
+
+
+class JobList(Page):
+    jobs: list[Job]
+
+
+class JobsCreated(Strict):
+    jobs: list[Job]
+
+
+class RequeueResult(Strict):
+    requeued: list[Job]
+    count: int
+    still_disabled: dict[str, str] = Field(description="tasks still turned off, with the variable to set")
+
+
+class RequeueableCounts(Strict):
+    count: int
+    by_task: dict[str, int]
+
+
+class WorkerInfo(Strict):
+    name: str
+    state: str
+    current_job: str | None
+    last_heartbeat: str | None
+
+
+class QueueStats(Strict):
+    by_status: dict[str, int]
+    by_task: dict[str, dict[str, int]]
+    redis_queue_length: int | None
+    workers: list[WorkerInfo]
+
+
+class RecoverCounts(Strict):
+    queued: int
+    requeued: int
+    recovered: int
+    failed: int
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ok: bool
+    error: str | None = None
+
+
+class Health(Strict):
+    status: Literal["ok", "degraded", "error"]
+    checks: dict[str, Check]
+
+
+class PublicConfig(BaseModel):
+    """Effective flags and limits; never secrets, never URLs with credentials."""
+
+    model_config = ConfigDict(extra="allow")
+    features: dict[str, Any]
+    limits: dict[str, Any]
+    api_key_required: bool
+
+
+class ManifestFrame(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    index: int
+    time: float
+    depth_url: str
+    color_url: str | None
+
+
+class Manifest(BaseModel):
+    """Depth frames for the viewer; a photo has one frame."""
+
+    model_config = ConfigDict(extra="allow")
+    version: int
+    media_id: str
+    kind: MediaKind
+    model: str | None
+    frame_width: int | None
+    frame_height: int | None
+    frame_count: int
+    polarity: Polarity
+    frames: list[ManifestFrame]
+    source_url: str
+
+
+class Neighbour(Strict):
+    id: str
+    kind: MediaKind
+    original_filename: str
+    thumbnail_url: str
+
+
+class Neighbours(Strict):
+    newer: Neighbour | None
+    older: Neighbour | None
+
+
+class ResultQueued(Strict):
+    status: Literal["queued", "processing"]
+    message: str
+    job: Job
+
+
+def binary(description: str, *media_types: str) -> dict:
+    """An OpenAPI response of raw bytes: OpenAPI 3.1 describes them by their media type alone."""
+    return {"description": description, "content": {t: {} for t in media_types}}
+
+
+def json_response(model: type[BaseModel], description: str) -> dict:
+    """An OpenAPI response of ``model`` with its own description (the model must also be some
+    operation's plain response, which is what puts it in the document's components)."""
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+    }
+
+
+# --- turning validation errors into one readable message ------------------------------------------
+def describe_validation_error(exc: ValidationError) -> str:
+    """``fps=-1 is not valid: Input should be greater than 0; method=...`` naming every bad field."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown parameter {where!r}")
+        elif where:
+            given = error.get("input")
+            shown = f"={given!r}" if isinstance(given, str | int | float | bool) else ""
+            parts.append(f"{where}{shown} is not valid: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)
