@@ -11,6 +11,7 @@ import logging
 from flask import Flask, Request, current_app, make_response, request
 from flask.json.provider import DefaultJSONProvider
 from flask_openapi3 import Info, OpenAPI
+from flask_openapi3.types import SecuritySchemesDict
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -23,7 +24,7 @@ from backend.schemas import Error, describe_validation_error
 from backend.services import Services
 from backend.settings import Settings, get_settings
 
-API_KEY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+API_KEY_SCHEME: SecuritySchemesDict = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
 # Blueprints whose every route is API (the inference endpoints keep the original design's paths,
 # outside /api/); everything under /api/ is API too.
 API_BLUEPRINTS = ("inference",)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import cast
 
 import flask_openapi3_swagger
 from flask import Blueprint, Response, current_app, jsonify, send_from_directory
+from flask_openapi3 import OpenAPI
 
-from backend.app import services
+from backend.api.common import services
 from backend.auth import OPEN_API_PATHS
 
 bp = Blueprint("docs", __name__)
@@ -31,7 +33,7 @@ if (k && !req.headers["X-API-Key"]) req.headers["X-API-Key"] = k; return req; }}
 
 def build_spec() -> dict:
     """The generated document, adjusted for this server: the API key is required only when one is set."""
-    spec = copy.deepcopy(current_app.api_doc)
+    spec = copy.deepcopy(cast(OpenAPI, current_app).api_doc)
     from backend.api import immich_paths
     from backend.api.pairing import OPENAPI_PATHS as pairing_paths
 

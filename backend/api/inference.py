@@ -16,12 +16,13 @@ from pathlib import Path
 import psycopg
 from flask import jsonify, make_response, send_file
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
+from flask_openapi3.types import ResponseDict
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from backend import jobs
+from backend.api.common import api_error, services
 from backend.api.jobs import find_job_or_404, list_job_rows
 from backend.api.media import uploaded_file
-from backend.app import api_error, services
 from backend.media_service import ingest_file
 from backend.schemas import (
     INFERENCE_WAIT_MAX_S,
@@ -272,8 +273,8 @@ def _send(job: dict, download_name: str | None = None, **headers):
     return response
 
 
-QUEUED = {202: InferenceJob}
-FAILED = {
+QUEUED: ResponseDict = {202: InferenceJob}
+FAILED: ResponseDict = {
     400: Error,
     409: json_response(Error, "feature off (feature_disabled), cancelled, or running with other parameters"),
     413: Error,
@@ -283,7 +284,7 @@ FAILED = {
 }
 
 
-def synchronous(result) -> dict:
+def synchronous(result: type[BaseModel] | dict) -> ResponseDict:
     """The answers of a call that waits for its job: the result, the job (202), or why there is none."""
     return {200: result, **QUEUED, **FAILED}
 

@@ -7,6 +7,7 @@ import uuid
 
 from flask import Response, jsonify, request, send_file
 from flask_openapi3 import APIBlueprint, Tag
+from flask_openapi3.types import ResponseDict
 from werkzeug.exceptions import BadRequest, NotFound
 
 from backend import thumbnails
@@ -25,7 +26,7 @@ from backend.schemas import (
 from backend.serializers import asset_download_name, item_thumbnail_url
 
 bp = APIBlueprint("library", __name__, abp_tags=[Tag(name="library", description="previews, result files, neighbours")])
-PREVIEW = {
+PREVIEW: ResponseDict = {
     200: binary("WebP, at most 512 px on its longest side", "image/webp"),
     304: {"description": "not modified (ETag)"},
     404: Error,

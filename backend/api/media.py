@@ -210,5 +210,6 @@ def original(path: ItemPath, query: OriginalQuery):
 def reprocess(path: ItemPath, body: ReprocessBody):
     item = get_item_or_404(path.item_id)
     parameters = body.parameters.model_dump(exclude_none=True)
-    created = jobs.reprocess(services(), item, body.tasks, parameters)
+    tasks = [str(t) for t in body.tasks] if body.tasks else None
+    created = jobs.reprocess(services(), item, tasks, parameters)
     return jsonify(jobs=[job_json(j) for j in created]), 202
