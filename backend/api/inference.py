@@ -102,7 +102,7 @@ def _known_segmentation_model(name: str | None) -> str | None:
 
 
 class RemoveBgForm(PhotoUpload, Strict):
-    model: ModelName | None = Field(None, description="a rembg model name (GET /api/models)")
+    model: ModelName | None = Field(None, description="a rembg model name (docs/background-removal.md lists them)")
     output: str | None = Field(None, pattern="^(transparent|mask)$", description="transparent (default) or mask")
     background: Background | None = None
 
@@ -120,7 +120,7 @@ class RemoveBgForm(PhotoUpload, Strict):
 
 
 class RemoveBgVideoForm(VideoFile, Strict):
-    model: ModelName | None = Field(None, description="a rembg model name (GET /api/models)")
+    model: ModelName | None = Field(None, description="a rembg model name (docs/background-removal.md lists them)")
     background_type: Background | None = Field(None, description="transparent, green, blue, white, black, #rrggbb")
     prores: bool | None = Field(None, description="ProRes 4444 MOV instead of WebM (transparent only)")
     height: FrameHeight | None = Field(None, description="scale the output down to this height")
