@@ -58,6 +58,7 @@ OPENAPI_PATHS: dict = {
                         "properties": {"pairing": _PAIRING, "code": {"type": "string"}, "link": {"type": "string"}},
                     },
                 ),
+                "400": {"$ref": "#/components/responses/Error"},
                 "403": {"$ref": "#/components/responses/Error"},
             },
         }
@@ -77,6 +78,7 @@ OPENAPI_PATHS: dict = {
             },
             "responses": {
                 "200": _json("paired: the response sets the session cookie", _ONE),
+                "400": {"$ref": "#/components/responses/Error"},
                 "404": {"$ref": "#/components/responses/Error"},
             },
         }
@@ -88,7 +90,8 @@ OPENAPI_PATHS: dict = {
             "responses": {
                 "200": _json(
                     "pairings", {"type": "object", "properties": {"pairings": {"type": "array", "items": _PAIRING}}}
-                )
+                ),
+                "403": {"$ref": "#/components/responses/Error"},
             },
         }
     },
@@ -97,7 +100,11 @@ OPENAPI_PATHS: dict = {
             "tags": ["pairing"],
             "summary": "Revoke a pairing: that device is signed out at once",
             "parameters": [{"name": "pairing_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": _json("the revoked pairing", _ONE), "404": {"$ref": "#/components/responses/Error"}},
+            "responses": {
+                "200": _json("the revoked pairing", _ONE),
+                "403": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+            },
         }
     },
 }
