@@ -47,7 +47,18 @@ def background_variant(value: str | None) -> str:
 
 
 JobStatusName = Literal["pending", "queued", "processing", "completed", "failed", "cancelled", "skipped"]
-TaskName = Literal["depth", "cutout", "video_depth", "video_cutout", "video_frames", "immich_import"]
+# The task registry's names (backend/tasks/registry.py); a test checks the two agree.
+TaskName = Literal[
+    "depth",
+    "cutout",
+    "video_depth",
+    "video_cutout",
+    "depth_video",
+    "stereo",
+    "video_stereo",
+    "video_frames",
+    "immich_import",
+]
 MediaKind = Literal["photo", "video"]
 ItemStatus = Literal["processing", "completed", "failed", "cancelled", "skipped", "none"]
 

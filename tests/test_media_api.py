@@ -345,3 +345,12 @@ def test_reprocess_refuses_unknown_and_out_of_range_parameters(make_app, tmp_pat
         response = client.post(url, json={"tasks": ["video_depth"], "parameters": parameters})
         assert response.status_code == 400 and word in response.get_json()["error"]["message"], parameters
     assert client.post(url, json={"tasks": ["teleport"]}).status_code == 400
+
+
+def test_the_schema_names_every_registered_task():
+    from typing import get_args
+
+    from backend.schemas import TaskName
+    from backend.tasks.registry import TASKS
+
+    assert set(get_args(TaskName)) == set(TASKS)

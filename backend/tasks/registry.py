@@ -110,6 +110,7 @@ TASKS: dict[str, TaskSpec] = {
             ("ENABLE_EXPERIMENTAL_VIDEO", "ENABLE_STEREO"),
             "Stereo 3D video",
             automatic=False,
+        ),
         # The frames a depth video would use (POST /api/video/frames): only when asked for.
         TaskSpec(
             "video_frames",
