@@ -116,7 +116,7 @@ def test_vr_session_gallery_video_and_thumbstick(live_stack, page, tmp_path):
     for item_id in (older, clip, newest):
         wait_until_processed(api, item_id)
 
-    page.goto(f"{live_stack.url}/viewer/{newest}?xr-emulate=1")
+    page.goto(f"{live_stack.url}/viewer/{newest}?xr-emulate=1&depth=frames")  # the video's depth frames
     page.wait_for_function("parallaxViewer.ready || parallaxViewer.error", timeout=JOB_TIMEOUT_MS)
     assert page.evaluate("parallaxViewer.error") is None
     page.locator("#vr-button").click()
@@ -163,7 +163,7 @@ def test_vr_session_gallery_video_and_thumbstick(live_stack, page, tmp_path):
     push_thumbstick(page, 1.0)
     page.wait_for_function(f"parallaxViewer.itemId === '{older}' && parallaxViewer.ready", timeout=60_000)
     assert page.evaluate("parallaxViewer.mode") == "photo"
-    assert page.url.endswith(f"/viewer/{older}?xr-emulate=1")
+    assert page.url.endswith(f"/viewer/{older}?xr-emulate=1&depth=frames")
 
     # Hands: a pinch selects like the trigger (here: more depth).
     page.evaluate("window.parallaxXRDevice.primaryInputMode = 'hand'")

@@ -219,7 +219,7 @@ def test_video_viewer_follows_seeking(live_stack, page, tmp_path):
     statuses = wait_for_jobs_settled(page, item_id, ["video_depth"])
     assert statuses["video_depth"] == "completed"
 
-    page.goto(f"{live_stack.url}/viewer/{item_id}")
+    page.goto(f"{live_stack.url}/viewer/{item_id}?depth=frames")  # the depth frames, not the RGB-D video
     state = wait_for_viewer(page)
     manifest = state["manifest"]
     assert manifest["kind"] == "video"

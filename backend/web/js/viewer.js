@@ -9,7 +9,7 @@
 // This file wires them to the page and runs the render loop.
 import * as THREE from 'three';
 import { formatDuration, idFromPath } from './ui.js';
-import { DepthSurface } from './viewer/depth-surface.js';
+import { DepthSurface, LEFT_EYE_LAYER } from './viewer/depth-surface.js';
 import { DesktopView } from './viewer/desktop-view.js';
 import { ItemNotFound, ItemView } from './viewer/item-view.js';
 import { Library } from './viewer/library.js';
@@ -31,7 +31,8 @@ const viewerState = {
   ready: false,
   error: null,
   itemId: null,
-  mode: null, // "photo" | "video" | "frames" | "flat-photo" | "flat-video"
+  mode: null, // "photo" | "video" | "rgbd-video" | "frames" | "flat-photo" | "flat-video" | "stereo-photo" | "stereo-video"
+  stereo: null, // the stereo format shown (?stereo=full_sbs|half_sbs|tb|anaglyph), else null
   depthState: null, // "ready" | "waiting" (job running: shown flat) | "none"
   manifest: null,
   currentDepthIndex: 0,
@@ -41,6 +42,8 @@ const viewerState = {
   vr: null,
 };
 window.parallaxViewer = viewerState;
+// Debug read-out for tests: the mean nearness (0..1) of the depth half of the RGB-D video frame shown.
+viewerState.sampleDepth = () => itemView.sampleRgbdDepth();
 
 const canvas = document.getElementById('viewer-canvas');
 const messageEl = document.getElementById('viewer-message');
@@ -65,6 +68,7 @@ renderer.xr.enabled = true;
 
 const scene = new THREE.Scene();
 const camera = new THREE.PerspectiveCamera(45, 1, 0.01, 100);
+camera.layers.enable(LEFT_EYE_LAYER); // a stereo pair's left view is the flat screen's picture
 // The picture lives in `stage`: in VR the stage hangs in front of the user at eye height.
 const stage = new THREE.Group();
 scene.add(stage);
@@ -72,10 +76,15 @@ const surface = new DepthSurface(stage);
 const desktop = new DesktopView(canvas, camera);
 const redraw = () => { desktop.dirty = true; };
 
+const pageOptions = new URLSearchParams(window.location.search);
 const itemView = new ItemView({
   renderer,
   surface,
   video: document.getElementById('viewer-video'),
+  // Address options (docs/viewer.md): ?stereo=<format>, ?eyes=swap, ?depth=frames.
+  stereoFormat: pageOptions.get('stereo'),
+  swapEyes: pageOptions.get('eyes') === 'swap',
+  framesOnly: pageOptions.get('depth') === 'frames', // the depth frames even when an RGB-D video exists
   state: viewerState,
   onChange: redraw,
   onStatus: (text) => {

@@ -5,10 +5,22 @@
 import * as THREE from 'three';
 import { ApiError, api, mediaSource } from '../api.js';
 import { depthFramePosition, nearDarkFactor, validateManifest } from '../depth-frames.js';
-import { MAX_PHOTO_SEGMENTS, MAX_VIDEO_SEGMENTS } from './depth-surface.js';
-import { FrameTextureLoader, configureTexture, disposeTexture, flatDepthTexture, loadImageTexture } from './textures.js';
+import {
+  BOTTOM_HALF, LEFT_HALF, MAX_PHOTO_SEGMENTS, MAX_VIDEO_SEGMENTS, RIGHT_HALF, TOP_HALF, WHOLE,
+} from './depth-surface.js';
+import {
+  FrameTextureLoader, configureTexture, decodeBitmap, disposeTexture, flatDepthTexture, loadImageTexture, textureSideLimit,
+} from './textures.js';
 
 const MANIFEST_RETRY_MS = 4000;
+// Stereo formats (docs/stereo.md): which part of the file each eye sees, and the picture's width
+// per height of the file (Full SBS holds two full-width views side by side).
+const STEREO_LAYOUTS = {
+  full_sbs: { left: LEFT_HALF, right: RIGHT_HALF, widthShare: 0.5 },
+  half_sbs: { left: LEFT_HALF, right: RIGHT_HALF, widthShare: 1 },
+  tb: { left: TOP_HALF, right: BOTTOM_HALF, widthShare: 1 },
+  anaglyph: { left: WHOLE, right: null, widthShare: 1 }, // one picture for red-cyan glasses
+};
 
 /** Stands in for the <video> when only colour frames can be shown: a clock with the same fields. */
 export class FrameClock {
@@ -56,8 +68,11 @@ export class ItemView {
    * onStatus(text): the item's depth state in words ('' when depth is shown);
    * onDepthReady(id): the depth of the item shown flat has arrived (show it again).
    */
-  constructor({ renderer, surface, video, state, onChange, onStatus, onDepthReady }) {
-    Object.assign(this, { renderer, surface, video, state, onChange, onStatus, onDepthReady });
+  constructor({ renderer, surface, video, stereoFormat = null, swapEyes = false, framesOnly = false, state, onChange, onStatus, onDepthReady }) {
+    if (stereoFormat && !STEREO_LAYOUTS[stereoFormat]) {
+      throw new Error(`Unknown stereo format "${stereoFormat}" (one of ${Object.keys(STEREO_LAYOUTS).join(', ')}).`);
+    }
+    Object.assign(this, { renderer, surface, video, stereoFormat, swapEyes, framesOnly, state, onChange, onStatus, onDepthReady });
     this.generation = 0;
     this.item = null;
     this.manifest = null;
@@ -83,6 +98,15 @@ export class ItemView {
     } catch (error) {
       if (error instanceof ApiError && error.status === 404) throw new ItemNotFound('This item does not exist (it may have been deleted).');
       throw error;
+    }
+    if (this.stereoFormat) {
+      const old = this.release();
+      this.item = item;
+      await this.showStereo(item, current);
+      old();
+      if (!current()) return false;
+      this.onChange();
+      return true;
     }
     const depth = await fetchDepth(id);
     if (!current()) return false;
@@ -110,7 +134,7 @@ export class ItemView {
     this.colorFrames = null;
     this.playback = null;
     this.manifest = null;
-    Object.assign(this.state, { mode: null, manifest: null, video: null, currentDepthIndex: 0, loadedDepthFrames: 0, depthState: null });
+    Object.assign(this.state, { mode: null, stereo: null, manifest: null, video: null, currentDepthIndex: 0, loadedDepthFrames: 0, depthState: null });
     return () => {
       loaders.forEach((loader) => loader?.dispose());
       textures.forEach(disposeTexture);
@@ -124,8 +148,105 @@ export class ItemView {
     this.state.depthState = 'ready';
     this.surface.uniforms.nearDark.value = nearDarkFactor(manifest.polarity);
     this.onStatus('');
+    const rgbd = this.framesOnly ? null : manifest.rgbd_video;
+    if (manifest.kind === 'video' && rgbd?.url && await this.setUpRgbdVideo(rgbd, current)) return;
+    if (!current()) return;
     if (manifest.kind === 'video') await this.setUpVideo(manifest, current);
     else await this.setUpPhoto(manifest, item);
+  }
+
+  /** The RGB-D video (colour left, depth right in each frame): one <video>, one texture, so depth
+   * follows every frame by construction. Resolves false when this browser cannot play it. */
+  async setUpRgbdVideo(rgbd, current) {
+    if (rgbd.layout !== 'colour_left_depth_right') return false;
+    let playable = false;
+    try {
+      playable = await startVideo(this.video, await mediaSource(rgbd.url), this.listeners.signal);
+    } catch {
+      playable = false;
+    }
+    if (!current() || !playable) return false;
+    this.surface.uniforms.nearDark.value = nearDarkFactor(rgbd.polarity);
+    this.rgbdPolarity = rgbd.polarity;
+    this.state.mode = 'rgbd-video';
+    this.playback = this.video;
+    this.state.video = this.video;
+    this.followVideoFrames(this.listeners.signal);
+    const frame = configureTexture(new THREE.VideoTexture(this.video));
+    this.surface.setTextures({ color: frame, depth: frame });
+    this.surface.setLayout({ color: LEFT_HALF, depth: RIGHT_HALF });
+    const width = (rgbd.width || this.video.videoWidth) / 2;
+    this.surface.build(width / (rgbd.height || this.video.videoHeight), MAX_VIDEO_SEGMENTS);
+    this.video.play().catch(() => this.onChange());
+    return true;
+  }
+
+  /** Mean nearness (0..1) of the depth half of the RGB-D frame now shown (a debug read-out). */
+  sampleRgbdDepth() {
+    if (this.state.mode !== 'rgbd-video') return null;
+    const { videoWidth, videoHeight } = this.video;
+    const canvas = new OffscreenCanvas(64, 32);
+    const context = canvas.getContext('2d', { willReadFrequently: true });
+    context.drawImage(this.video, videoWidth / 2, 0, videoWidth / 2, videoHeight, 0, 0, 64, 32);
+    const pixels = context.getImageData(0, 0, 64, 32).data;
+    let sum = 0;
+    for (let i = 0; i < pixels.length; i += 4) sum += pixels[i];
+    const mean = sum / (pixels.length / 4) / 255;
+    return nearDarkFactor(this.rgbdPolarity) ? 1 - mean : mean;
+  }
+
+  /** A stereo export (?stereo=format): each eye its half in VR, the left view on a flat screen.
+   * Not made yet: the request queues it; shown once the job is done. */
+  async showStereo(item, current) {
+    const format = this.stereoFormat;
+    const layout = STEREO_LAYOUTS[format];
+    const url = `/api/media/${encodeURIComponent(item.id)}/stereo?format=${encodeURIComponent(format)}`;
+    this.state.stereo = format;
+    let color;
+    let size;
+    if (item.kind === 'video') {
+      try {
+        await api(`${url.replace('/stereo?', '/stereo/info?')}`);
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 404)) throw error;
+        await api(url); // queues it (202)
+        return this.waitForStereo(item, current);
+      }
+      if (!await startVideo(this.video, await mediaSource(url), this.listeners.signal)) {
+        throw new Error('This browser cannot play this stereo video.');
+      }
+      if (!current()) return undefined;
+      color = configureTexture(new THREE.VideoTexture(this.video));
+      size = [this.video.videoWidth, this.video.videoHeight];
+      this.playback = this.video;
+      this.state.video = this.video;
+      this.followVideoFrames(this.listeners.signal);
+      this.video.play().catch(() => this.onChange());
+      this.state.mode = 'stereo-video';
+    } else {
+      const response = await api(url, { raw: true });
+      if (response.status === 202) return this.waitForStereo(item, current);
+      color = configureTexture(new THREE.Texture(await decodeBitmap(await response.blob(), textureSideLimit(this.renderer))), { renderer: this.renderer });
+      this.ownTextures.push(color);
+      size = [color.image.width, color.image.height];
+      this.state.mode = 'stereo-photo';
+    }
+    const depth = flatDepthTexture(); // the depth is in the two views
+    this.ownTextures.push(depth);
+    this.surface.setTextures({ color, depth });
+    // Swapped: for files with the right eye's view first (cross-view, "RL" files).
+    const [left, right] = this.swapEyes && layout.right ? [layout.right, layout.left] : [layout.left, layout.right];
+    this.surface.setLayout({ color: left, right });
+    const heightShare = layout.left[3];
+    this.surface.build((size[0] * layout.widthShare) / (size[1] * heightShare), 2);
+    this.state.depthState = 'none';
+    this.onStatus('');
+    return undefined;
+  }
+
+  waitForStereo(item, current) {
+    this.onStatus('Making the stereo version… it is shown when ready.');
+    this.retryTimer = setTimeout(() => { if (current()) this.onDepthReady(item.id); }, MANIFEST_RETRY_MS);
   }
 
   async setUpPhoto(manifest, item) {
@@ -136,6 +257,7 @@ export class ItemView {
     ]);
     this.ownTextures.push(color, depth);
     this.surface.setTextures({ color, depth });
+    this.surface.setLayout();
     const aspect = manifest.frame_width && manifest.frame_height
       ? manifest.frame_width / manifest.frame_height
       : color.image.width / color.image.height;
@@ -193,6 +315,7 @@ export class ItemView {
     const aspect = manifest.frame_width && manifest.frame_height
       ? manifest.frame_width / manifest.frame_height
       : (this.video.videoWidth || 16) / (this.video.videoHeight || 9);
+    this.surface.setLayout();
     this.surface.build(aspect, MAX_VIDEO_SEGMENTS);
   }
 
@@ -203,6 +326,7 @@ export class ItemView {
     this.onStatus(waiting ? `Flat for now: ${missing.message || 'the depth map is not ready yet'}` : `No depth: ${missing.message}`);
     const depth = flatDepthTexture();
     this.ownTextures.push(depth);
+    this.surface.setLayout();
     if (item.kind === 'video') {
       const playable = await startVideo(this.video, await mediaSource(item.original_url), this.listeners.signal);
       if (!current()) return;
