@@ -1,6 +1,7 @@
 // The 3D / VR viewer page (/viewer/<id>). The pieces live in js/viewer/:
 //   depth-surface.js  the displaced plane and its shader (edge cut, depth strength)
-//   item-view.js      one item on that surface: photo, video + depth frames following its time, or flat
+//   item-view.js      one item on that surface: photo, video + depth frames following its time, RGB-D video,
+//                     stereo export (each eye its half), or flat
 //   textures.js       decoding off the main thread, device-sized textures, frame preloading
 //   desktop-view.js   pointer / touch / wheel camera on a flat screen
 //   xr-session.js     whether VR is possible (and why not), Enter VR, the WebXR emulator flag
@@ -181,9 +182,10 @@ async function showItem(id) {
   document.getElementById('viewer-title').textContent = item.original_filename || `Item ${id}`;
   document.title = `${item.original_filename || id} — Parallax viewer`;
   document.getElementById('back-link').href = `/items/${encodeURIComponent(id)}`;
-  const subtitle = manifest
-    ? [manifest.kind, manifest.model, manifest.kind === 'video' ? `${manifest.frames.length} depth frames` : null]
-    : [item.kind, 'no depth yet'];
+  let subtitle = [item.kind, 'no depth yet'];
+  if (viewerState.stereo) subtitle = [item.kind, `stereo (${viewerState.stereo})`];
+  else if (viewerState.mode === 'rgbd-video') subtitle = [manifest.kind, manifest.model, 'RGB-D video'];
+  else if (manifest) subtitle = [manifest.kind, manifest.model, manifest.kind === 'video' ? `${manifest.frames.length} depth frames` : null];
   document.getElementById('viewer-subtitle').textContent = subtitle.filter(Boolean).join(' · ');
   if (window.location.pathname !== `/viewer/${encodeURIComponent(id)}`) {
     window.history.replaceState(null, '', `/viewer/${encodeURIComponent(id)}${window.location.search}`);

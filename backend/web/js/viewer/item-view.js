@@ -1,5 +1,6 @@
 // One library item on the depth surface: its details, its depth manifest, the photo or the playing
-// video, and the depth frame that follows the video's time. Items without depth (yet) are shown
+// video, and the depth frame that follows the video's time (or the RGB-D video, whose frames carry
+// their depth), or a stereo export (?stereo=format). Items without depth (yet) are shown
 // flat with their state, and gain depth as soon as it is ready. `show(id)` switches items; it
 // can be called again at any time (the VR library does): late results of the old item are dropped.
 import * as THREE from 'three';
