@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from ai.errors import InvalidMediaError
+from backend import outages, request_limits, security
 from backend.api import docs, health, immich, inference, jobs, library, media, pairing, results, vr, web
 from backend.api.common import api_error
 from backend.auth import OPEN_API_PATHS, Pairings, authorise
@@ -38,7 +39,9 @@ class StreamingRequest(Request):
         services: Services = current_app.extensions["parallax"]
         path = services.storage.temp_path(".upload")
         self.environ.setdefault("parallax.upload_paths", []).append(path)
-        return open(path, "w+b")
+        stream = open(path, "w+b")  # noqa: SIM115 (closed by remove_upload_temps after the request)
+        self.environ.setdefault("parallax.upload_streams", []).append(stream)
+        return stream
 
 
 def _json_in_given_order(app: Flask) -> DefaultJSONProvider:
@@ -70,6 +73,10 @@ def create_app(settings: Settings | None = None, services_: Services | None = No
     app.json = _json_in_given_order(app)
     app.extensions["parallax"] = svc
 
+    security.register(app, settings)
+    outages.register(app)
+    request_limits.register(app, settings)
+
     for module in (health, media, results, library, jobs, vr, inference):
         app.register_api(module.bp)
     for module in (docs, web, immich, pairing):
@@ -90,7 +97,10 @@ def create_app(settings: Settings | None = None, services_: Services | None = No
 
     @app.teardown_request
     def remove_upload_temps(exc):
-        # Upload temp files that a handler did not move into storage (errors, rejected input).
+        # Upload temp files that a handler did not move into storage (errors, rejected input). Closed
+        # too: an open file keeps its space until garbage collection, even once removed.
+        for stream in request.environ.get("parallax.upload_streams", []):
+            stream.close()
         for path in request.environ.get("parallax.upload_paths", []):
             try:
                 path.unlink()

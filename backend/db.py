@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
@@ -14,7 +16,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -22,20 +24,31 @@ R = TypeVar("R")
 MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same in every process that migrates.
 MIGRATION_LOCK_ID = 7_231_004
+# What a lost or unreachable server looks like to a caller: the pool found no working connection in
+# time, or the server went away under a query (restart, network). Errors in our SQL are not these.
+UNAVAILABLE_ERRORS = (PoolTimeout, psycopg.OperationalError)
+RECONNECT_GIVE_UP_S = 5.0
 
 
 class Database:
     """A small wrapper around a psycopg pool; rows come back as dicts."""
 
-    def __init__(self, url: str, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 10, timeout: float = 30.0) -> None:
         self.url = url
+        # ``timeout`` bounds how long a caller waits for a connection, so an outage answers fast instead
+        # of hanging; ``check`` replaces connections a server restart broke before anyone gets one; a
+        # short ``reconnect_timeout`` ends the pool's own doubling back-off early, so the next request
+        # after an outage starts a fresh attempt rather than waiting out a long delay.
         self.pool: ConnectionPool[psycopg.Connection[DictRow]] = ConnectionPool(
             url,
             connection_class=psycopg.Connection[DictRow],
             min_size=min_size,
             max_size=max_size,
             open=False,
-            kwargs={"row_factory": dict_row, "autocommit": False},
+            timeout=timeout,
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_GIVE_UP_S,
+            kwargs={"row_factory": dict_row, "autocommit": False, "connect_timeout": max(int(timeout), 2)},
         )
 
     def open(self, wait: bool = True, timeout: float = 10.0) -> Database:
@@ -78,6 +91,30 @@ def one(row: R | None, what: str = "a row") -> R:
     if row is None:
         raise LookupError(f"expected {what}, got none")
     return row
+
+
+def retry_while_unavailable(
+    fn: Callable[[], Any], what: str, stop: threading.Event | None = None, max_delay_s: float = 10.0
+) -> Any:
+    """Run ``fn`` until it gets past a database outage, backing off between tries: for work whose
+    outcome must not be lost (a finished job's result), so it is recorded once the server is back.
+    Other errors propagate at once. ``stop`` (set on shutdown) ends the waiting with the last error."""
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except UNAVAILABLE_ERRORS as exc:
+            log.warning("database unavailable while %s (%s); trying again in %.1f s", what, _first_line(exc), delay)
+            if stop is not None and stop.wait(delay):
+                raise
+            if stop is None:
+                time.sleep(delay)  # back-off between reconnection attempts
+            delay = min(delay * 2, max_delay_s)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def jsonb(value: Any) -> Jsonb:

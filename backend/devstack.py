@@ -8,6 +8,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from psycopg.conninfo import conninfo_to_dict
+
+from backend.lifetime import end_with_parent
 
 log = logging.getLogger("parallax.devstack")
 LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
@@ -167,8 +170,15 @@ class DevStack:
         logs = (self.data_dir / "logs").resolve()
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "ab") as out:
-            # Its own session: Ctrl-C in the terminal reaches us, and we stop it in order.
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            # Its own session: Ctrl-C in the terminal reaches us, and we stop it in order; and it ends
+            # with us if we are killed without a chance to stop it.
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=end_with_parent(signal.SIGTERM),
+            )
         log.info("%s log: %s", name, logs / f"{name}.log")
         self.processes.append((name, proc))
         return proc

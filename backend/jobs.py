@@ -68,9 +68,12 @@ def job_timeout(settings: Settings, task: str, item: dict | None, parameters: di
         if task == "video_depth":
             frames = int(parameters.get("max_frames") or settings.video_max_frames)
         else:
+            # Every frame, but never more than a cut-out may process: a file declaring hours of video
+            # does not buy a day-long limit (the run itself also stops at the cap).
             duration = item.get("duration_s") or 0
             fps = item.get("fps") or 30
-            frames = int(duration * fps) if duration else int(parameters.get("max_frames") or 3000)
+            declared = int(duration * fps) if duration else settings.video_cutout_max_frames
+            frames = min(declared, settings.video_cutout_max_frames, int(settings.video_cutout_max_seconds * fps))
     return int(settings.job_timeout_base_s + settings.job_timeout_per_frame_s * frames)
 
 

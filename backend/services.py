@@ -30,7 +30,7 @@ class Services:
         """Open the handles. Migrations are not run here (``python -m backend migrate`` or the launcher
         applies them once); a database without the current schema stops start-up with SchemaError."""
         check_schema(settings.database_url)
-        db = Database(settings.database_url, max_size=pool_size).open()
+        db = Database(settings.database_url, max_size=pool_size, timeout=settings.database_timeout_s).open()
         redis = Redis.from_url(
             settings.redis_url, socket_connect_timeout=5, socket_timeout=30, health_check_interval=30
         )

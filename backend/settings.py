@@ -203,6 +203,13 @@ class Settings(BaseSettings):
     tls_cert: Path | None = _env("TLS_CERT", default=None)
     tls_key: Path | None = _env("TLS_KEY", default=None)
     allow_xr_emulation: Bool = _env("ALLOW_XR_EMULATION", default=False)  # the viewer's ?xr-emulate=1
+    # Names the server answers to besides IP addresses and localhost (DNS rebinding protection).
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_csv)] = _env("ALLOWED_HOSTS", default=())
+    # Longest wait for a database connection before a request answers 503.
+    database_timeout_s: PositiveFloat = _env("DATABASE_TIMEOUT_SECONDS", default=3.0)
+    # A request body may not pause longer, and must then average at least BODY_MIN_RATE_KB KB/s (else 408).
+    body_idle_timeout_s: PositiveFloat = _env("BODY_IDLE_TIMEOUT_SECONDS", default=30.0)
+    body_min_rate_kb: PositiveFloat = _env("BODY_MIN_RATE_KB", default=10.0)
     max_upload_bytes: Annotated[int, _int(1, scale=MB)] = _env("MAX_UPLOAD_MB", default=2048 * MB)
     max_image_pixels: Annotated[int, _int(1, scale=1_000_000)] = _env("MAX_IMAGE_MEGAPIXELS", default=150_000_000)
     # Features: photo depth and cut-outs on; video is experimental and slow on CPU
@@ -226,6 +233,9 @@ class Settings(BaseSettings):
     stereo_convergence: Annotated[float, _check("a number from 0 (farthest) to 1 (nearest)", _unit_interval)] = _env(
         "STEREO_CONVERGENCE", default=0.5
     )
+    # Cut-outs process every frame: longer videos fail at job start; a run stops past the frame cap.
+    video_cutout_max_seconds: PositiveFloat = _env("VIDEO_CUTOUT_MAX_SECONDS", default=600.0)
+    video_cutout_max_frames: Annotated[int, _int(1)] = _env("VIDEO_CUTOUT_MAX_FRAMES", default=18_000)
     cutout_video_background: Annotated[
         str, _check("transparent, green, blue, white, black or a #rrggbb colour", _cutout_background)
     ] = _env("CUTOUT_VIDEO_BACKGROUND", default="transparent")
@@ -333,6 +343,8 @@ class Settings(BaseSettings):
                 "max_frames": self.video_max_frames,
                 "frame_method": self.video_frame_method,
                 "frame_height": self.video_frame_height,
+                "cutout_max_seconds": self.video_cutout_max_seconds,
+                "cutout_max_frames": self.video_cutout_max_frames,
                 "cutout_background": self.cutout_video_background,
                 "depth_video_fps": self.depth_video_fps,
                 "depth_video_height": self.depth_video_height,

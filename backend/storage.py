@@ -6,10 +6,30 @@ Everything is written under ``MEDIA_ROOT/tmp`` first and moved into place with a
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
 from pathlib import Path
+
+OUT_OF_SPACE_MESSAGE = "not enough space on the server"
+_OUT_OF_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How tools that write through their own code (ffmpeg, PostgreSQL) report the same condition.
+_OUT_OF_SPACE_TEXTS = ("No space left on device", "Disk quota exceeded")
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it came from) says a disk or quota is full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _OUT_OF_SPACE_ERRNOS:
+            return True
+        if any(text in str(current) for text in _OUT_OF_SPACE_TEXTS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class Storage:

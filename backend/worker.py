@@ -6,17 +6,24 @@ Time limits come from each job's ``job_timeout`` (RQ's SIGALRM death penalty wor
 Cancellation is cooperative: the job's progress reports see the cancelled status and stop.
 A background thread sends heartbeats for the running job and for the worker itself (what
 ``python -m backend health --worker`` checks) and reconciles PostgreSQL with Redis.
+
+Outages: RQ stops its work loop when Redis fails under it (for example while it records a finished
+job), so :func:`run_worker` waits for Redis to answer and starts listening again; the job's outcome is
+already in PostgreSQL, the record that counts. A PostgreSQL outage is ridden out by the job runner.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterable
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker
 
 from backend import jobs
@@ -61,14 +68,14 @@ class Supervisor(threading.Thread):
         next_reconcile = 0.0
         key = heartbeat_key(self.services.settings, worker_name())
         while not self.stopped.wait(self.heartbeat_s if next_reconcile else 0):
+            running = runner.current_context
+            try:  # first, and on its own: the job's heartbeat goes to PostgreSQL even while Redis is down
+                if running is not None:
+                    running.heartbeat()
+            except Exception as exc:
+                log.warning("supervisor: job heartbeat: %s", exc)
             try:
                 self.services.redis.set(key, str(time.time()), ex=max(int(self.heartbeat_s * 3), 15))
-                job_id = runner.current_job_id
-                if job_id:
-                    self.services.db.execute(
-                        "UPDATE processing_jobs SET heartbeat_at = now() WHERE id = %s AND status = 'processing'",
-                        (job_id,),
-                    )
                 if time.monotonic() >= next_reconcile:
                     jobs.reconcile(self.services)
                     self.services.storage.sweep_temp()
@@ -119,13 +126,55 @@ def run_worker(
     supervisor = Supervisor(services, reconcile_s=reconcile_s or 10.0)
     supervisor.start()
     listened = services.all_queues(queues)
-    worker = ParallaxWorker(listened, connection=services.redis, name=f"parallax.{worker_name()}")
-    log.info("worker %s listening on queue(s) %s, in that order", worker.name, ", ".join(q.name for q in listened))
+    worked = False
+    incarnation = 0
     try:
-        return worker.work(burst=burst, logging_level="INFO", with_scheduler=False)
+        while True:
+            incarnation += 1
+            # A fresh name after a restart: the old one may still be registered in Redis.
+            suffix = f".{incarnation}" if incarnation > 1 else ""
+            worker = ParallaxWorker(listened, connection=services.redis, name=f"parallax.{worker_name()}{suffix}")
+            log.info(
+                "worker %s listening on queue(s) %s, in that order", worker.name, ", ".join(q.name for q in listened)
+            )
+            try:
+                worked = worker.work(burst=burst, logging_level="INFO", with_scheduler=False) or worked
+            except (RedisConnectionError, RedisTimeoutError) as exc:  # raised while starting or stopping
+                log.warning("worker %s: Redis failed (%s)", worker.name, exc)
+            # Asked to stop (SIGTERM/SIGINT), or a burst that emptied the queue: done.
+            if worker._shutdown_requested_date is not None or (burst and _redis_answers(services)):
+                return worked
+            log.warning("worker %s stopped on a Redis error; waiting for Redis to listen again", worker.name)
+            if not wait_for_redis(services):
+                return worked
     finally:
         supervisor.stopped.set()
         try:
             services.redis.delete(heartbeat_key(services.settings, worker_name()))
         except Exception:  # Redis gone: the key expires by itself
             pass
+
+
+def _redis_answers(services: Services) -> bool:
+    try:
+        return bool(services.redis.ping())
+    except (RedisConnectionError, RedisTimeoutError):
+        return False
+
+
+def wait_for_redis(services: Services, max_delay_s: float = 10.0) -> bool:
+    """Back off until Redis answers (True) or SIGTERM/SIGINT asks the worker to stop (False)."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    delay = 0.5
+    try:
+        while not _redis_answers(services):
+            if stop.wait(delay):
+                log.info("stopping while waiting for Redis")
+                return False
+            delay = min(delay * 2, max_delay_s)
+        log.info("Redis answers again")
+        return True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

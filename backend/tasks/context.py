@@ -13,17 +13,37 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ai.errors import Cancelled, InvalidMediaError
+from ai.errors import Cancelled, InvalidMediaError, PipelineError
 from backend import thumbnails
-from backend.db import jsonb, one
+from backend.db import UNAVAILABLE_ERRORS, jsonb, one, retry_while_unavailable
 from backend.schemas import TaskParameters, describe_validation_error
 from backend.services import Services
 
 log = logging.getLogger(__name__)
 
+# "This attempt still owns its job" (parameters: job id, attempt number): it is processing, or a
+# recovery sweep marked it lost while a database outage kept its heartbeats from arriving and no
+# other worker has claimed it since (a claim raises ``attempts``). A cancelled job is not owned.
+OWNED_BY_ATTEMPT = (
+    "id = %s AND attempts = %s AND (status = 'processing'"
+    " OR (status IN ('pending', 'queued') AND error_kind = 'worker_lost'))"
+)
+# Taking the job back after such a sweep: processing again, the sweep's note removed.
+RECLAIM = (
+    "status = 'processing', error_kind = CASE WHEN status = 'processing' THEN error_kind END,"
+    " last_error = CASE WHEN status = 'processing' THEN last_error END, run_after = NULL"
+)
+
+
+class TimeLimitExceeded(PipelineError):
+    """The run fell behind the time its frames are allowed (not retried: it would fall behind again)."""
+
+    error_kind = "timeout"
+
 
 class TaskContext:
     PROGRESS_INTERVAL_S = 0.5
+    OUTAGE_PAUSE_S = 10.0
 
     def __init__(self, services: Services, job: dict, item: dict | None) -> None:
         self.services = services
@@ -47,6 +67,11 @@ class TaskContext:
         return self.item
 
     @property
+    def owned(self) -> tuple[str, tuple]:
+        """The WHERE condition (and its parameters) that matches this job only while this attempt owns it."""
+        return OWNED_BY_ATTEMPT, (self.job_id, self.job["attempts"])
+
+    @property
     def source_path(self) -> Path:
         return self.services.storage.path(self.media["storage_path"])
 
@@ -63,18 +88,49 @@ class TaskContext:
             raise InvalidMediaError(f"the job's parameters are not valid: {describe_validation_error(exc)}") from None
 
     def progress(self, done: int, total: int | None, stage: str, force: bool = False) -> None:
-        """Record progress (throttled) and stop with Cancelled if the job was cancelled meanwhile."""
+        """Record progress (throttled) and stop with Cancelled if the job was cancelled meanwhile.
+        While the database is unreachable the work goes on: progress is only a report."""
         now = time.monotonic()
         if not force and now - self._last_report < self.PROGRESS_INTERVAL_S and (total is None or done < total):
             return
         self._last_report = now
-        row = self.services.db.fetchone(
-            "UPDATE processing_jobs SET progress_done = %s, progress_total = %s, stage = %s, heartbeat_at = now(),"
-            " updated_at = now() WHERE id = %s AND status = 'processing' RETURNING id",
-            (done, total, stage[:200], self.job_id),
-        )
+        where, params = self.owned
+        try:
+            row = self.services.db.fetchone(
+                f"UPDATE processing_jobs SET progress_done = %s, progress_total = %s, stage = %s, heartbeat_at = now(),"
+                f" updated_at = now(), {RECLAIM} WHERE {where} RETURNING id",
+                (done, total, stage[:200], *params),
+            )
+        except UNAVAILABLE_ERRORS as exc:
+            # Each try waits for the pool's timeout: pause reports for a while so the work runs on at speed.
+            self._last_report = time.monotonic() + self.OUTAGE_PAUSE_S
+            log.warning("job %s: progress not recorded, database unavailable (%s)", self.job_id, exc)
+            return
         if row is None:
             raise Cancelled(f"job {self.job_id} was cancelled")
+
+    def frame_progress(self, max_frames: int, limit_name: str):
+        """A progress callback for a pipeline that reports one step per frame, bounded by what the task
+        needs rather than by what the file declares: at most ``max_frames`` frames, and a time limit
+        that grows with the frames actually processed (JOB_TIMEOUT_BASE_SECONDS plus
+        JOB_TIMEOUT_PER_FRAME_SECONDS per frame done)."""
+        started = time.monotonic()
+        base, per_frame = self.settings.job_timeout_base_s, self.settings.job_timeout_per_frame_s
+
+        def report(done: int, total: int | None, stage: str, force: bool = False) -> None:
+            if done > max_frames:
+                raise InvalidMediaError(
+                    f"the video has more than {max_frames} frames, the most this task processes ({limit_name})"
+                )
+            allowed = base + per_frame * done
+            if time.monotonic() - started > allowed:
+                raise TimeLimitExceeded(
+                    f"the job fell behind its time limit: {done} frames in more than {allowed:.0f} s"
+                    f" (JOB_TIMEOUT_BASE_SECONDS + JOB_TIMEOUT_PER_FRAME_SECONDS per frame)"
+                )
+            self.progress(done, total, stage, force)
+
+        return report
 
     def temp_path(self, suffix: str) -> Path:
         # Named after the job, so a rerun can sweep what a killed attempt left behind.
@@ -114,51 +170,62 @@ class TaskContext:
         item_id = self.media["id"]
         rel = f"{storage.item_rel(item_id)}/{filename}"
         size = tmp.stat().st_size
-        with self.services.db.connection() as conn:
-            # Only a job still running may publish (a cancelled one must not).
-            running = conn.execute(
-                "SELECT 1 FROM processing_jobs WHERE id = %s AND status = 'processing' FOR UPDATE", (self.job_id,)
-            ).fetchone()
-            if running is None:
-                raise Cancelled(f"job {self.job_id} was cancelled")
-            old = conn.execute(
-                "SELECT path FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = %s",
-                (item_id, kind, variant),
-            ).fetchone()
-            row = conn.execute(
-                "INSERT INTO derived_assets (id, media_id, job_id, kind, variant, model, parameters, path, mime_type,"
-                " size_bytes, width, height, metadata) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT (media_id, kind, variant) DO UPDATE SET job_id = EXCLUDED.job_id, model = EXCLUDED.model,"
-                " parameters = EXCLUDED.parameters, path = EXCLUDED.path, mime_type = EXCLUDED.mime_type,"
-                " size_bytes = EXCLUDED.size_bytes, width = EXCLUDED.width, height = EXCLUDED.height,"
-                " metadata = EXCLUDED.metadata, created_at = now() RETURNING *",
-                (
-                    uuid.uuid4(),
-                    item_id,
-                    self.job_id,
-                    kind,
-                    variant,
-                    model,
-                    jsonb(parameters or {}),
-                    rel,
-                    mime_type,
-                    size,
-                    width,
-                    height,
-                    jsonb(metadata or {}),
-                ),
-            ).fetchone()
-            storage.place(tmp, rel)
+        where, params = self.owned
+        placed = False
+
+        def publish() -> tuple[dict[str, Any], dict[str, Any] | None]:
+            nonlocal placed
+            with self.services.db.connection() as conn:
+                # Only the attempt that owns the job may publish (a cancelled one must not).
+                running = conn.execute(
+                    f"UPDATE processing_jobs SET {RECLAIM}, heartbeat_at = now() WHERE {where} RETURNING id", params
+                ).fetchone()
+                if running is None:
+                    raise Cancelled(f"job {self.job_id} was cancelled")
+                old = conn.execute(
+                    "SELECT path FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = %s",
+                    (item_id, kind, variant),
+                ).fetchone()
+                row = conn.execute(
+                    "INSERT INTO derived_assets (id, media_id, job_id, kind, variant, model, parameters, path,"
+                    " mime_type, size_bytes, width, height, metadata) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                    " ON CONFLICT (media_id, kind, variant) DO UPDATE SET job_id = EXCLUDED.job_id,"
+                    " model = EXCLUDED.model, parameters = EXCLUDED.parameters, path = EXCLUDED.path,"
+                    " mime_type = EXCLUDED.mime_type, size_bytes = EXCLUDED.size_bytes, width = EXCLUDED.width,"
+                    " height = EXCLUDED.height, metadata = EXCLUDED.metadata, created_at = now() RETURNING *",
+                    (
+                        uuid.uuid4(),
+                        item_id,
+                        self.job_id,
+                        kind,
+                        variant,
+                        model,
+                        jsonb(parameters or {}),
+                        rel,
+                        mime_type,
+                        size,
+                        width,
+                        height,
+                        jsonb(metadata or {}),
+                    ),
+                ).fetchone()
+                if not placed:  # a retry after the commit failed finds the file already in place
+                    storage.place(tmp, rel)
+                    placed = True
+            return one(row), old
+
+        # A finished result is kept through a database outage and recorded once the server is back.
+        row, old = retry_while_unavailable(publish, f"storing the result of job {self.job_id}")
         if old and old["path"] != rel:
             storage.remove(old["path"])
             storage.remove(thumbnails.thumbnail_rel(old["path"]))
         thumbnails.make_quietly(storage, rel, mime_type, (metadata or {}).get("duration"))
-        return one(row)
+        return row
 
     def heartbeat(self) -> None:
-        self.services.db.execute(
-            "UPDATE processing_jobs SET heartbeat_at = now() WHERE id = %s AND status = 'processing'", (self.job_id,)
-        )
+        """Tell recovery sweeps this attempt is alive (and take the job back if one marked it lost)."""
+        where, params = self.owned
+        self.services.db.execute(f"UPDATE processing_jobs SET heartbeat_at = now(), {RECLAIM} WHERE {where}", params)
 
 
 def worker_name() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ai.errors import InvalidMediaError
 from backend.schemas import background_variant
 from backend.settings import Settings
 from backend.tasks.context import TaskContext
@@ -60,10 +61,33 @@ def photo_cutout(ctx: TaskContext) -> dict:
     return {"asset_id": str(asset["id"]), "background": variant}
 
 
+def _check_declared_length(ctx: TaskContext) -> None:
+    """Refuse at once a video longer than a cut-out may be (a small file can declare hours)."""
+    s, item = ctx.settings, ctx.media
+    duration = item.get("duration_s")
+    if duration and duration > s.video_cutout_max_seconds:
+        raise InvalidMediaError(
+            f"the video is {_clock(duration)} long; cut-out videos are limited to"
+            f" {_clock(s.video_cutout_max_seconds)} (VIDEO_CUTOUT_MAX_SECONDS)"
+        )
+    frames = item.get("frame_count")
+    if frames and frames > s.video_cutout_max_frames:
+        raise InvalidMediaError(
+            f"the video has {frames} frames; cut-out videos are limited to {s.video_cutout_max_frames}"
+            " (VIDEO_CUTOUT_MAX_FRAMES)"
+        )
+
+
+def _clock(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
 def video_cutout(ctx: TaskContext) -> dict:
     from ai.cutout import cutout_video_filename
     from ai.cutout import video_cutout as run
 
+    _check_declared_length(ctx)
     options = ctx.options()
     variant = background_variant(options.background or ctx.settings.cutout_video_background)
     prores = bool(options.prores)
@@ -75,8 +99,9 @@ def video_cutout(ctx: TaskContext) -> dict:
     background = _background(variant)
     filename = cutout_video_filename(background, prores=prores)
     tmp = ctx.temp_path(Path(filename).suffix)
+    progress = ctx.frame_progress(ctx.settings.video_cutout_max_frames, "VIDEO_CUTOUT_MAX_FRAMES")
     meta = run(
-        ctx.source_path, tmp, model=model, background=background, prores=prores, height=height, progress=ctx.progress
+        ctx.source_path, tmp, model=model, background=background, prores=prores, height=height, progress=progress
     )
     store_variant = variant + ("_prores" if prores else "")
     asset = ctx.store_asset(

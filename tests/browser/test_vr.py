@@ -241,7 +241,7 @@ def test_headset_pairs_over_https(tls_server, live_stack, browser, tmp_path):
     made = desktop.post(f"{url}/api/pairing", json={"label": "test headset"}).json()
     code = made["code"]
 
-    headset = browser.new_context(ignore_https_errors=True, viewport={"width": 900, "height": 700})
+    headset = browser.new_context(ignore_https_errors=True, viewport={"width": 900, "height": 700}, bypass_csp=True)
     try:
         tab = headset.new_page()
         errors = []

@@ -59,7 +59,9 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1000, "height": 750})
+    # Playwright's wait_for_function evaluates strings, which the pages' CSP forbids (no eval);
+    # tests/browser/test_csp.py checks the pages under their real policy.
+    context = browser.new_context(viewport={"width": 1000, "height": 750}, bypass_csp=True)
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     tab = context.new_page()
     tab.page_errors = []  # uncaught exceptions in the page's scripts fail the test
@@ -406,7 +408,7 @@ def test_navigation_immich_link_phone_layout_and_features_panel(make_app, browse
         for card in page.locator(".card").all():
             assert card.locator(".card-media").inner_text().strip() == ""
 
-        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, bypass_csp=True)
         try:
             small = phone.new_page()
             small.goto(url + "/")
