@@ -3,6 +3,9 @@ and docker-compose: ``gunicorn -c python:backend.gunicorn_conf backend.wsgi:app`
 
 Threaded workers (gthread): a long upload or download runs in a request thread while the worker's main
 loop keeps answering gunicorn's arbiter, so ``timeout`` only restarts a worker that is truly stuck.
+Request threads mostly wait on sockets (uploads, downloads, the database), so there are plenty of them:
+a few dozen slow uploads leave room for everything else, and backend/request_limits.py drops uploads
+that fall behind (BODY_IDLE_TIMEOUT_SECONDS, BODY_MIN_RATE_KB).
 """
 
 from backend.settings import get_settings
@@ -12,7 +15,7 @@ _settings = get_settings()
 bind = f"{_settings.host}:{_settings.port}"
 worker_class = "gthread"
 workers = 2
-threads = 8
+threads = 32
 timeout = 60  # seconds a worker may stay silent before gunicorn restarts it
 graceful_timeout = 30  # requests in flight get this long to finish on a restart or stop
 keepalive = 5

@@ -535,6 +535,7 @@ class SlowUploader(threading.Thread):
 
 
 def test_slow_uploads_do_not_starve_the_api(base_settings, tmp_path):
+    """The web server as deployed (backend/gunicorn_conf.py), with two dozen uploads at 1 KB/s."""
     port = _free_port()
     env = {
         **os.environ,
@@ -546,20 +547,7 @@ def test_slow_uploads_do_not_starve_the_api(base_settings, tmp_path):
     }
     with open(tmp_path / "gunicorn.log", "wb") as log:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-k",
-                "gthread",
-                "--workers",
-                "2",
-                "--threads",
-                "32",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "backend.wsgi:app",
-            ],
+            [sys.executable, "-m", "gunicorn", "-c", "python:backend.gunicorn_conf", "backend.wsgi:app"],
             cwd=ROOT,
             env=env,
             stdout=log,
