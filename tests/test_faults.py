@@ -176,13 +176,19 @@ def _wait_processing(app, job_id: str, at_least: int = 3) -> None:
     wait_until(running, 120, f"job {job_id} to make progress")
 
 
-def test_worker_rides_out_a_redis_outage(stack, servers, start_worker, tiny_depth_model, tmp_path):
+def _video_job_running(stack, start_worker, tiny_depth_model, folder: Path, seconds: float):
+    """A video depth job under way on a fresh worker: (app, client, job, worker)."""
     app = _with_settings(stack, _depth_video_settings(stack, tiny_depth_model))
     client = app.test_client()
-    body = _upload(client, make_video(tmp_path / "v.mp4", seconds=20, fps=15, width=96, height=64))
+    body = _upload(client, make_video(folder / "v.mp4", seconds=seconds, fps=15, width=96, height=64))
     job = _job(body, "video_depth")
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
     _wait_processing(app, job["id"])
+    return app, client, job, worker
+
+
+def test_worker_rides_out_a_redis_outage(stack, servers, start_worker, tiny_depth_model, tmp_path):
+    app, client, job, worker = _video_job_running(stack, start_worker, tiny_depth_model, tmp_path, seconds=20)
 
     servers.stop("redis")
     # The job goes on and its outcome lands in PostgreSQL; RQ's own bookkeeping fails meanwhile.
@@ -209,12 +215,7 @@ def test_worker_rides_out_a_redis_outage(stack, servers, start_worker, tiny_dept
 def test_worker_keeps_a_finished_result_through_a_database_outage(
     stack, servers, start_worker, tiny_depth_model, tmp_path
 ):
-    app = _with_settings(stack, _depth_video_settings(stack, tiny_depth_model))
-    client = app.test_client()
-    body = _upload(client, make_video(tmp_path / "v.mp4", seconds=8, fps=15, width=96, height=64))
-    job = _job(body, "video_depth")
-    worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
-    _wait_processing(app, job["id"])
+    app, client, job, worker = _video_job_running(stack, start_worker, tiny_depth_model, tmp_path, seconds=8)
 
     servers.stop("postgres")
     # The work finishes while the database is down; the worker holds the result and keeps trying.
