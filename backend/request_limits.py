@@ -46,7 +46,9 @@ class DeadlineBody:
             self.expired = True
             if self.sock is not None:
                 try:
-                    self.sock.shutdown(socket.SHUT_RD)
+                    # The plain socket's method, also for TLS: SSLSocket.shutdown would drop the TLS
+                    # state, and the 408 answer could not be written.
+                    socket.socket.shutdown(self.sock, socket.SHUT_RD)
                 except OSError:
                     pass
 
