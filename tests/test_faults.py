@@ -535,8 +535,9 @@ class SlowUploader(threading.Thread):
             self.status = int(reply.split()[1])
 
 
-def test_slow_uploads_do_not_starve_the_api(base_settings, tmp_path):
+def test_slow_uploads_do_not_starve_the_api(services, tmp_path):
     """The web server as deployed (backend/gunicorn_conf.py), with two dozen uploads at 1 KB/s."""
+    base_settings = services.settings  # the fixture has migrated the test database
     port = _free_port()
     env = {
         **os.environ,
