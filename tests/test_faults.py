@@ -255,10 +255,13 @@ def test_nothing_is_lost_or_duplicated_when_redis_loses_its_queue_and_a_worker_i
             assert wait_for_job(client, job["id"], worker=second, timeout=180)["status"] == "completed"
     assert _db_job(app, video_job)["attempts"] == 2
     db = app.extensions["parallax"].db
+    # One job per item and task, one result per item and kind: nothing ran twice into the record.
+    jobs_per_task = db.fetchall("SELECT count(*) AS n FROM processing_jobs GROUP BY media_id, task")
+    assert all(r["n"] == 1 for r in jobs_per_task)
     per_item = db.fetchall("SELECT media_id, kind, count(*) AS n FROM derived_assets GROUP BY media_id, kind")
-    assert sorted(r["kind"] for r in per_item) == ["depth", "depth", "depth", "depth_frames"]
     assert all(r["n"] == 1 for r in per_item)
-    assert db.fetchone("SELECT count(*) AS n FROM processing_jobs WHERE status <> 'skipped'")["n"] == 4
+    kinds = {r["kind"] for r in per_item}
+    assert {"depth", "depth_frames"} <= kinds
     assert list(app.extensions["parallax"].storage.tmp.iterdir()) == []
 
 
