@@ -52,6 +52,14 @@ def build_spec() -> dict:
             schema = responses.get("400", {}).get("content", {}).get("application/json", {}).get("schema", {})
             if schema.get("type") == "array":
                 del responses["400"]
+        # What any request may get from backend/security.py, outages.py and request_limits.py: a Host
+        # not allowed (400), the database down (503); for changes, a cross-site origin (403), a body
+        # arriving too slowly (408), a full disk (507).
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            changes = ("403", "408", "507") if method in ("post", "put", "patch", "delete") else ()
+            for code in ("400", "503", *changes):
+                responses.setdefault(code, {"$ref": "#/components/responses/Error"})
     if services().settings.api_key:
         spec["security"] = [{name: []} for name in spec["components"].get("securitySchemes", {})]
         for path in OPEN_API_PATHS & set(spec["paths"]):
