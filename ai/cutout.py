@@ -11,7 +11,6 @@ applies the matte as alpha. Nothing is written to disk but the result.
 
 from __future__ import annotations
 
-import collections
 import queue
 import re
 import subprocess
@@ -28,6 +27,7 @@ from PIL import Image
 from ai.errors import InvalidMediaError, PipelineError
 from ai.probe import MediaInfo, open_photo
 from ai.progress import ProgressCallback, no_progress
+from ai.video_writer import StderrTail
 
 BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
     "green": (0, 255, 0),  # pure chroma green/blue: easy to key out again in an editor
@@ -38,7 +38,6 @@ BACKGROUND_COLOURS: dict[str, tuple[int, int, int]] = {
 BACKGROUND_CHOICES = "transparent, green, blue, white, black or a #rrggbb colour"
 PHOTO_OUTPUTS = ("transparent", "mask")
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
-_STDERR_TAIL_LINES = 30
 
 
 class InvalidOptionError(InvalidMediaError, ValueError):
@@ -212,24 +211,6 @@ class AlphaSmoother:
         keep *= change
         self._state += keep
         return self._state.copy()
-
-
-class _StderrTail(threading.Thread):
-    """Drains ffmpeg's stderr (so it can never block on a full pipe) and keeps the last lines."""
-
-    def __init__(self, stream) -> None:
-        super().__init__(daemon=True, name="ffmpeg-encoder-stderr")
-        self.stream = stream
-        self.lines: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL_LINES)
-
-    def run(self) -> None:
-        for raw in self.stream:
-            text = raw.decode("utf-8", "replace").strip()
-            if text:
-                self.lines.append(text)
-
-    def text(self) -> str:
-        return "\n".join(self.lines)[-1500:] or "ffmpeg gave no reason"
 
 
 def _encoder_args(kind: str, info: MediaInfo) -> tuple[list[str], list[str], list[str], str]:
@@ -422,7 +403,7 @@ def video_cutout(
     except FileNotFoundError as exc:
         raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
     encoder_in = cast(IO[bytes], encoder.stdin)  # a pipe: stdin=PIPE
-    stderr = _StderrTail(encoder.stderr)
+    stderr = StderrTail(encoder.stderr)
     stderr.start()
 
     written = _WriterResult()

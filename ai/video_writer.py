@@ -40,7 +40,7 @@ def exact_frame_rate(info: MediaInfo) -> str:
     return f"{rate.numerator}/{rate.denominator}"
 
 
-class _StderrTail(threading.Thread):
+class StderrTail(threading.Thread):
     """Drains ffmpeg's stderr (so it can never block on a full pipe) and keeps the last lines."""
 
     def __init__(self, stream) -> None:
@@ -127,7 +127,7 @@ class H264Writer:
             .compile()
         )
         self._process: subprocess.Popen | None = None
-        self._stderr: _StderrTail | None = None
+        self._stderr: StderrTail | None = None
 
     def __enter__(self) -> H264Writer:
         self.dst.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ class H264Writer:
             )
         except FileNotFoundError as exc:
             raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)") from exc
-        self._stderr = _StderrTail(self._process.stderr)
+        self._stderr = StderrTail(self._process.stderr)
         self._stderr.start()
         return self
 
