@@ -192,7 +192,9 @@ def test_time_limit_stops_a_job(depth_app, start_worker, tiny_depth_model, tmp_p
     client = app.test_client()
     _body, job = _long_video_job(client, tmp_path)
     assert job["timeout_s"] == 1
-    worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
+    # --preload: the model (and torch) load before the first job, so the 1 s limit falls on frame work,
+    # not inside a first-time `import torch`.
+    worker = start_worker(app.extensions["parallax"].settings, args=("--preload",), **worker_env(tiny_depth_model))
     final = wait_for_job(client, job["id"], worker=worker)
     assert final["status"] == "failed" and final["error_kind"] == "timeout"
     assert "time limit of 1 s" in final["error"]
