@@ -77,9 +77,9 @@ def create_app(settings: Settings | None = None, services_: Services | None = No
     outages.register(app)
     request_limits.register(app, settings)
 
-    for module in (health, media, results, library, jobs, vr, inference):
+    for module in (health, media, results, library, jobs, vr, inference, immich, pairing):
         app.register_api(module.bp)
-    for module in (docs, web, immich, pairing):
+    for module in (docs, web):
         app.register_blueprint(module.bp)
 
     @app.before_request

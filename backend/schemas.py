@@ -436,3 +436,203 @@ def describe_validation_error(exc: ValidationError) -> str:
         else:
             parts.append(message)
     return "; ".join(parts)
+
+
+# --- Immich: connection, imports (backend/api/immich.py) -----------------------------------------
+# The importer's modes and triggers (backend/immich/importer.py MODES, TRIGGERS) and the settings'
+# IMMICH_REMOVED_ACTIONS; a test checks they agree.
+ImportMode = Literal["full", "incremental"]
+ImportTrigger = Literal["manual", "schedule", "cli"]
+RemovedAssetsAction = Literal["hide", "delete"]
+ImportRunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+RECENT_RUNS_DEFAULT = 20
+RECENT_RUNS_MAX = 200
+IMPORT_PAGE_SIZE_MAX = 1000
+
+
+class ImportBody(OptionalBody):
+    mode: ImportMode | None = Field("incremental", description="the first import is always full")
+    album_ids: list[UUID] | None = Field(
+        None,
+        description="only assets in any of these Immich albums (UUIDs, as POST /api/immich/test lists them);"
+        " default: IMMICH_ALBUM_IDS",
+    )
+    page_size: Annotated[int, Field(strict=True, ge=1, le=IMPORT_PAGE_SIZE_MAX)] | None = Field(
+        None, description="assets per listing request (default 250)"
+    )
+
+
+class ImportListQuery(Query):
+    limit: int = Field(RECENT_RUNS_DEFAULT, ge=1, le=RECENT_RUNS_MAX, description="at most this many runs")
+
+
+class ImportRunPath(BaseModel):
+    run_id: str = Field(description="the import run's id (UUID)")
+
+
+class ImmichAssetEntry(Strict):
+    asset_id: str
+    file_name: str
+    reason: str
+
+
+class ImportRunJob(Strict):
+    """The job carrying a run: its status and progress."""
+
+    id: str
+    status: JobStatusName
+    progress: JobProgress
+    attempts: int
+    max_attempts: int
+    error: str | None
+    error_kind: str | None
+    url: str
+
+
+class ImportRunJobRef(Strict):
+    """The job carrying a run, when its row is no longer there to say more."""
+
+    id: str
+    url: str
+
+
+class ImportRun(Strict):
+    id: str
+    mode: ImportMode
+    status: ImportRunStatus
+    trigger: ImportTrigger
+    album_ids: list[str] = Field(description="the albums it was limited to; empty: the whole library")
+    updated_after: str | None = Field(description="only assets updated since then were listed")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    total: int | None = Field(description="assets listed, once known")
+    seen: int
+    imported: int
+    unchanged: int
+    skipped: int
+    failed: int
+    removed: int = Field(description="items hidden or deleted: their asset left Immich's timeline")
+    restored: int = Field(description="hidden items shown again: their asset came back")
+    summary: str = Field(description='e.g. "completed", "completed with 3 failures", "failed: <why>"')
+    failures: list[ImmichAssetEntry] = Field(description="assets that failed, with the reason (at most 500)")
+    skips: list[ImmichAssetEntry] = Field(description="assets not taken, with the reason (at most 500)")
+    removals: list[ImmichAssetEntry] = Field(description="what this run removed, with the reason (at most 500)")
+    error: str | None
+    job: ImportRunJob | ImportRunJobRef | None
+    url: str
+
+
+class ImportStarted(Strict):
+    run: ImportRun
+    job: Job
+
+
+class ImportRunList(Strict):
+    runs: list[ImportRun] = Field(description="newest first")
+
+
+class ImmichStatus(Strict):
+    """Whether Immich is configured (never the key), the last and the running import."""
+
+    configured: bool
+    url: str | None = Field(description="IMMICH_URL without any user:password@ part")
+    public_url: str | None = Field(description="IMMICH_PUBLIC_URL, for links to Immich's web app")
+    server: None = Field(description="always null: POST /api/immich/test asks the server")
+    album_ids: list[str] = Field(description="IMMICH_ALBUM_IDS")
+    sync_interval_minutes: int = Field(description="IMMICH_SYNC_INTERVAL_MINUTES; 0: no scheduled sync")
+    import_concurrency: int = Field(description="IMMICH_IMPORT_CONCURRENCY")
+    removed_assets: RemovedAssetsAction = Field(description="IMMICH_REMOVED_ASSETS")
+    last_success_at: str | None = Field(description="start of the last successful import of the configured selection")
+    last_run: ImportRun | None = Field(description="the newest finished run")
+    running: ImportRun | None = Field(description="the run queued or running now")
+
+
+class ImmichServerVersion(Strict):
+    version: str = Field(description="e.g. 1.135.3")
+    major: int
+    minor: int
+    patch: int
+
+
+class ImmichPermissionNeed(Strict):
+    permission: str = Field(description="an Immich API key permission, e.g. asset.download")
+    needed_for: str
+
+
+class ImmichPermissions(Strict):
+    """The key's permissions (Immich's GET /api/api-keys/me) against what the enabled features need."""
+
+    checked: bool = Field(description="false when the server could not say")
+    missing: list[ImmichPermissionNeed]
+    missing_optional: list[ImmichPermissionNeed]
+
+
+class ImmichUserInfo(Strict):
+    id: str
+    name: str
+    email: str
+
+
+class ImmichAssetCounts(Strict):
+    images: int
+    videos: int
+    total: int
+
+
+class ImmichAlbumInfo(Strict):
+    id: str
+    name: str
+    asset_count: int
+
+
+class ImmichTestResult(Strict):
+    ok: bool
+    url: str
+    server: ImmichServerVersion
+    permissions: ImmichPermissions
+    user: ImmichUserInfo | None = Field(description="null without the user.read permission")
+    statistics: ImmichAssetCounts | None = Field(description="null without asset.statistics")
+    albums: list[ImmichAlbumInfo] | None = Field(description="null without album.read")
+    warnings: list[str] = Field(description="optional details that could not be had (the test still passes)")
+
+
+# --- pairing a device (backend/api/pairing.py) ----------------------------------------------------
+class PairingCreateBody(OptionalBody):
+    label: str | None = Field(None, description="a name to recognise the device by (kept to 100 characters)")
+
+
+class PairingClaimBody(Strict):
+    code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
+        description="the code shown when it was made, e.g. ABCD-EFGH (case, spaces and dashes do not matter)"
+    )
+
+
+class PairingPath(BaseModel):
+    pairing_id: str = Field(description="the pairing's id (UUID)")
+
+
+class Pairing(Strict):
+    id: str
+    label: str
+    state: Literal["waiting", "expired", "paired", "revoked"]
+    user_agent: str | None = Field(description="the browser that claimed it")
+    created_at: str
+    code_expires_at: str
+    claimed_at: str | None
+    last_seen_at: str | None
+    revoked_at: str | None
+
+
+class PairingCreated(Strict):
+    pairing: Pairing
+    code: str = Field(description="shown once; valid for 10 minutes")
+    link: str = Field(description="a one-time link that pairs the browser opening it: /pair?code=…")
+
+
+class PairingAnswer(Strict):
+    pairing: Pairing
+
+
+class PairingList(Strict):
+    pairings: list[Pairing] = Field(description="newest first")

@@ -34,12 +34,6 @@ if (k && !req.headers["X-API-Key"]) req.headers["X-API-Key"] = k; return req; }}
 def build_spec() -> dict:
     """The generated document, adjusted for this server: the API key is required only when one is set."""
     spec = copy.deepcopy(cast(OpenAPI, current_app).api_doc)
-    from backend.api import immich_paths
-    from backend.api.pairing import OPENAPI_PATHS as pairing_paths
-
-    # Still written by hand in the Immich and pairing blueprints (plain Flask).
-    spec["paths"].update(immich_paths())
-    spec["paths"].update(pairing_paths)
     components = spec.setdefault("components", {})
     components.setdefault("responses", {})["Error"] = ERROR_RESPONSE
     if not components.get("securitySchemes"):

@@ -6,11 +6,11 @@ any ``user:password@`` part).
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import jsonify
+from flask_openapi3 import APIBlueprint, Tag
 
 from backend import jobs
 from backend.api.common import api_error, services
@@ -23,12 +23,21 @@ from backend.immich.client import (
     ImmichServerError,
 )
 from backend.immich.connection import check_connection
+from backend.schemas import (
+    Error,
+    ImmichStatus,
+    ImmichTestResult,
+    ImportBody,
+    ImportListQuery,
+    ImportRun,
+    ImportRunList,
+    ImportRunPath,
+    ImportStarted,
+    json_response,
+)
 from backend.serializers import job_json
 
-bp = Blueprint("immich", __name__)
-
-RECENT_RUNS_DEFAULT = 20
-RECENT_RUNS_MAX = 200
+bp = APIBlueprint("immich", __name__, abp_tags=[Tag(name="immich", description="connection and imports")])
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -84,7 +93,11 @@ def _not_configured():
     return api_error(400, "immich_not_configured", importer.not_configured_message(services().settings))
 
 
-@bp.get("/api/immich/status")
+@bp.get(
+    "/api/immich/status",
+    summary="Whether Immich is configured (never the key), the last and the running import",
+    responses={200: ImmichStatus},
+)
 def status():
     svc = services()
     settings = svc.settings
@@ -122,7 +135,23 @@ def _immich_error(exc: ImmichError):
     return api_error(502, "immich_error", str(exc))
 
 
-@bp.post("/api/immich/test")
+@bp.post(
+    "/api/immich/test",
+    summary="Test the connection: server version, the key's permissions, user, asset counts, albums",
+    responses={
+        200: ImmichTestResult,
+        400: json_response(
+            Error,
+            "not configured (immich_not_configured), key rejected (immich_auth) or lacking permissions the"
+            " enabled features need (immich_permission; error.missing lists them, error.permission names one)",
+        ),
+        502: json_response(
+            Error,
+            "Immich unreachable (immich_unreachable), failing (immich_server_error) or answering in a way"
+            " this client does not understand (immich_error)",
+        ),
+    },
+)
 def test_connection():
     """Check the URL, the key and its permissions against what the enabled features need; show
     the key's user, asset counts and albums when the key may read them."""
@@ -162,37 +191,23 @@ def test_connection():
     )
 
 
-def _bad_request(message: str):
-    return api_error(400, "bad_request", message)
-
-
-@bp.post("/api/immich/import")
-def start_import():
-    body = request.get_json(silent=True)
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        return _bad_request('the body must be a JSON object like {"mode": "incremental"}')
-    mode = body.get("mode") or "incremental"
-    if mode not in importer.MODES:
-        return _bad_request(f"mode must be one of: {', '.join(importer.MODES)}")
-    album_ids = body.get("album_ids")
-    if album_ids is not None:
-        if not isinstance(album_ids, list) or not all(isinstance(a, str) for a in album_ids):
-            return _bad_request("album_ids must be a list of Immich album ids")
-        try:
-            album_ids = [str(uuid.UUID(a)) for a in album_ids]
-        except ValueError:
-            return _bad_request("album_ids must be Immich album ids (UUIDs, as GET /api/immich/test lists them)")
-    page_size = body.get("page_size")
-    if page_size is not None and (
-        not isinstance(page_size, int) or isinstance(page_size, bool) or not 1 <= page_size <= 1000
-    ):
-        return _bad_request("page_size must be a whole number between 1 and 1000")
+@bp.post(
+    "/api/immich/import",
+    summary="Start an import (incremental by default; the first one is always full)",
+    responses={
+        202: ImportStarted,
+        400: json_response(Error, "a bad parameter (bad_request) or Immich not configured (immich_not_configured)"),
+        409: json_response(Error, "an import is already queued or running (import_running; error.run is that run)"),
+    },
+)
+def start_import(body: ImportBody):
     if not importer.is_configured(services().settings):
         return _not_configured()
+    album_ids = [str(a) for a in body.album_ids] if body.album_ids is not None else None
     try:
-        run, job = importer.start_import(services(), mode=mode, album_ids=album_ids, page_size=page_size)
+        run, job = importer.start_import(
+            services(), mode=body.mode or "incremental", album_ids=album_ids, page_size=body.page_size
+        )
     except importer.ImportAlreadyRunning as exc:
         return api_error(
             409, "import_running", str(exc) + "; wait for it or cancel its job", run=_run_with_job(exc.run)
@@ -200,18 +215,14 @@ def start_import():
     return jsonify(run=run_json(run, job), job=job_json(job)), 202
 
 
-@bp.get("/api/immich/imports")
-def list_imports():
-    try:
-        limit = int(request.args.get("limit", RECENT_RUNS_DEFAULT))
-    except ValueError:
-        return _bad_request("limit must be a whole number")
-    if not 1 <= limit <= RECENT_RUNS_MAX:
-        return _bad_request(f"limit must be between 1 and {RECENT_RUNS_MAX}")
+@bp.get("/api/immich/imports", summary="Recent import runs, newest first", responses={200: ImportRunList, 400: Error})
+def list_imports(query: ImportListQuery):
     svc = services()
     with svc.db.connection() as conn:
         importer.settle_orphaned_runs(conn)
-        rows = conn.execute("SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s", (limit,)).fetchall()
+        rows = conn.execute(
+            "SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s", (query.limit,)
+        ).fetchall()
         job_rows = conn.execute(
             "SELECT * FROM processing_jobs WHERE id = ANY(%s)", ([r["job_id"] for r in rows if r["job_id"]],)
         ).fetchall()
@@ -219,220 +230,16 @@ def list_imports():
     return jsonify(runs=[run_json(r, by_id.get(r["job_id"])) for r in rows])
 
 
-@bp.get("/api/immich/imports/<run_id>")
-def get_import(run_id: str):
+@bp.get(
+    "/api/immich/imports/<run_id>",
+    summary="One import run: counters, failures and its job's progress",
+    responses={200: ImportRun, 404: Error},
+)
+def get_import(path: ImportRunPath):
     svc = services()
     with svc.db.connection() as conn:
         importer.settle_orphaned_runs(conn)
-    run = importer.get_run(svc, run_id)
+    run = importer.get_run(svc, path.run_id)
     if run is None:
-        return api_error(404, "not_found", f"no Immich import run with id {run_id}")
+        return api_error(404, "not_found", f"no Immich import run with id {path.run_id}")
     return jsonify(_run_with_job(run))
-
-
-_ERROR = {"$ref": "#/components/responses/Error"}
-_ASSET_LIST = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {
-            "asset_id": {"type": "string"},
-            "file_name": {"type": "string"},
-            "reason": {"type": "string"},
-        },
-    },
-}
-_PERMISSION_LIST = {
-    "type": "array",
-    "items": {"type": "object", "properties": {"permission": {"type": "string"}, "needed_for": {"type": "string"}}},
-}
-_RUN_SCHEMA = {
-    "type": "object",
-    "description": "an import run",
-    "properties": {
-        "id": {"type": "string", "format": "uuid"},
-        "mode": {"enum": list(importer.MODES)},
-        "status": {"enum": ["queued", "running", "completed", "failed", "cancelled"]},
-        "trigger": {"enum": list(importer.TRIGGERS)},
-        "album_ids": {"type": "array", "items": {"type": "string"}},
-        "updated_after": {"type": ["string", "null"], "description": "only assets updated since then were listed"},
-        "created_at": {"type": "string"},
-        "started_at": {"type": ["string", "null"]},
-        "finished_at": {"type": ["string", "null"]},
-        "total": {"type": ["integer", "null"]},
-        "seen": {"type": "integer"},
-        "imported": {"type": "integer"},
-        "unchanged": {"type": "integer"},
-        "skipped": {"type": "integer"},
-        "failed": {"type": "integer"},
-        "removed": {"type": "integer", "description": "items hidden or deleted: their asset left Immich's timeline"},
-        "restored": {"type": "integer", "description": "hidden items shown again: their asset came back"},
-        "summary": {"type": "string", "description": 'e.g. "completed", "completed with 3 failures"'},
-        "failures": _ASSET_LIST,
-        "skips": {**_ASSET_LIST, "description": "assets not taken, with the reason"},
-        "removals": {**_ASSET_LIST, "description": "what this run removed, with the reason"},
-        "error": {"type": ["string", "null"]},
-        "job": {"type": ["object", "null"], "description": "the job carrying the run: status, progress, error"},
-        "url": {"type": "string"},
-    },
-}
-
-
-def _json_response(schema: dict, description: str = "OK") -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-OPENAPI_PATHS: dict = {
-    "/api/immich/status": {
-        "get": {
-            "tags": ["immich"],
-            "summary": "Whether Immich is configured (never the key), the last and the running import",
-            "responses": {
-                "200": _json_response(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "configured": {"type": "boolean"},
-                            "url": {"type": ["string", "null"]},
-                            "public_url": {"type": ["string", "null"]},
-                            "server": {"type": "null"},
-                            "album_ids": {"type": "array", "items": {"type": "string"}},
-                            "sync_interval_minutes": {"type": "integer"},
-                            "import_concurrency": {"type": "integer"},
-                            "removed_assets": {"enum": ["hide", "delete"], "description": "IMMICH_REMOVED_ASSETS"},
-                            "last_success_at": {
-                                "type": ["string", "null"],
-                                "description": "start of the last successful import of the configured selection",
-                            },
-                            "last_run": {"oneOf": [_RUN_SCHEMA, {"type": "null"}]},
-                            "running": {"oneOf": [_RUN_SCHEMA, {"type": "null"}]},
-                        },
-                    }
-                )
-            },
-        }
-    },
-    "/api/immich/test": {
-        "post": {
-            "tags": ["immich"],
-            "summary": "Test the connection: server version, the key's permissions, user, asset counts, albums",
-            "responses": {
-                "200": _json_response(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "ok": {"type": "boolean"},
-                            "url": {"type": "string"},
-                            "server": {"type": "object", "properties": {"version": {"type": "string"}}},
-                            "permissions": {
-                                "type": "object",
-                                "description": "the key's permissions (GET /api/api-keys/me) against what is needed",
-                                "properties": {
-                                    "checked": {"type": "boolean"},
-                                    "missing": _PERMISSION_LIST,
-                                    "missing_optional": _PERMISSION_LIST,
-                                },
-                            },
-                            "warnings": {
-                                "type": "array",
-                                "items": {"type": "string"},
-                                "description": "optional details that could not be had (the test still passes)",
-                            },
-                            "user": {
-                                "type": ["object", "null"],
-                                "description": "null without the user.read permission",
-                            },
-                            "statistics": {"type": ["object", "null"], "description": "null without asset.statistics"},
-                            "albums": {"type": ["array", "null"], "description": "null without album.read"},
-                        },
-                    }
-                ),
-                "400": {
-                    "description": "not configured (immich_not_configured), key rejected (immich_auth) or lacking"
-                    " permissions the enabled features need (immich_permission; error.missing lists them)",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                },
-                "502": {
-                    "description": "Immich unreachable (immich_unreachable) or failing (immich_server_error)",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                },
-            },
-        }
-    },
-    "/api/immich/import": {
-        "post": {
-            "tags": ["immich"],
-            "summary": "Start an import (incremental by default; the first one is always full)",
-            "requestBody": {
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {
-                                "mode": {"enum": list(importer.MODES), "default": "incremental"},
-                                "album_ids": {
-                                    "type": "array",
-                                    "items": {"type": "string", "format": "uuid"},
-                                    "description": "only assets in any of these albums (default: IMMICH_ALBUM_IDS)",
-                                },
-                                "page_size": {
-                                    "type": "integer",
-                                    "minimum": 1,
-                                    "maximum": 1000,
-                                    "default": 250,
-                                    "description": "assets per listing request",
-                                },
-                            },
-                        }
-                    }
-                }
-            },
-            "responses": {
-                "202": _json_response(
-                    {"type": "object", "properties": {"run": _RUN_SCHEMA, "job": {"$ref": "#/components/schemas/Job"}}},
-                    "queued",
-                ),
-                "400": _ERROR,
-                "409": {
-                    "description": "an import is already queued or running (error.run is that run)",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                },
-            },
-        }
-    },
-    "/api/immich/imports": {
-        "get": {
-            "tags": ["immich"],
-            "summary": "Recent import runs, newest first",
-            "parameters": [
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "required": False,
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": RECENT_RUNS_MAX,
-                        "default": RECENT_RUNS_DEFAULT,
-                    },
-                }
-            ],
-            "responses": {
-                "200": _json_response(
-                    {"type": "object", "properties": {"runs": {"type": "array", "items": _RUN_SCHEMA}}}
-                ),
-                "400": _ERROR,
-            },
-        }
-    },
-    "/api/immich/imports/{run_id}": {
-        "get": {
-            "tags": ["immich"],
-            "summary": "One import run: counters, failures and its job's progress",
-            "parameters": [
-                {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
-            ],
-            "responses": {"200": _json_response(_RUN_SCHEMA), "404": _ERROR},
-        }
-    },
-}

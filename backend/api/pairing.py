@@ -9,105 +9,29 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, jsonify, request
-from werkzeug.exceptions import BadRequest, Forbidden, NotFound
+from flask import jsonify, request
+from flask_openapi3 import APIBlueprint, Tag
+from werkzeug.exceptions import Forbidden, NotFound
 
 from backend.api.common import api_error, services
 from backend.api.web import page
 from backend.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, Access, Pairings, format_code, pairing_state
+from backend.schemas import (
+    Error,
+    PairingAnswer,
+    PairingClaimBody,
+    PairingCreateBody,
+    PairingCreated,
+    PairingList,
+    PairingPath,
+    json_response,
+)
 from backend.serializers import _iso
 
-bp = Blueprint("pairing", __name__)
-
-_PAIRING = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "format": "uuid"},
-        "label": {"type": "string"},
-        "state": {"enum": ["waiting", "expired", "paired", "revoked"]},
-        "user_agent": {"type": ["string", "null"]},
-        "created_at": {"type": "string"},
-        "code_expires_at": {"type": "string"},
-        "claimed_at": {"type": ["string", "null"]},
-        "last_seen_at": {"type": ["string", "null"]},
-        "revoked_at": {"type": ["string", "null"]},
-    },
-}
-
-
-def _json(description: str, schema: dict) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ONE = {"type": "object", "properties": {"pairing": _PAIRING}}
-OPENAPI_PATHS: dict = {
-    "/api/pairing": {
-        "post": {
-            "tags": ["pairing"],
-            "summary": "A one-time code (10 minutes) that pairs a device; needs the API key, not a paired session",
-            "requestBody": {
-                "content": {
-                    "application/json": {"schema": {"type": "object", "properties": {"label": {"type": "string"}}}}
-                }
-            },
-            "responses": {
-                "201": _json(
-                    "the code, shown once",
-                    {
-                        "type": "object",
-                        "properties": {"pairing": _PAIRING, "code": {"type": "string"}, "link": {"type": "string"}},
-                    },
-                ),
-                "400": {"$ref": "#/components/responses/Error"},
-                "403": {"$ref": "#/components/responses/Error"},
-            },
-        }
-    },
-    "/api/pairing/claim": {
-        "post": {
-            "tags": ["pairing"],
-            "summary": "Exchange a pairing code for the parallax_session cookie (no API key needed)",
-            "security": [],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"type": "object", "required": ["code"], "properties": {"code": {"type": "string"}}}
-                    }
-                },
-            },
-            "responses": {
-                "200": _json("paired: the response sets the session cookie", _ONE),
-                "400": {"$ref": "#/components/responses/Error"},
-                "404": {"$ref": "#/components/responses/Error"},
-            },
-        }
-    },
-    "/api/pairings": {
-        "get": {
-            "tags": ["pairing"],
-            "summary": "Paired devices and open codes, newest first",
-            "responses": {
-                "200": _json(
-                    "pairings", {"type": "object", "properties": {"pairings": {"type": "array", "items": _PAIRING}}}
-                ),
-                "403": {"$ref": "#/components/responses/Error"},
-            },
-        }
-    },
-    "/api/pairings/{pairing_id}": {
-        "delete": {
-            "tags": ["pairing"],
-            "summary": "Revoke a pairing: that device is signed out at once",
-            "parameters": [{"name": "pairing_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {
-                "200": _json("the revoked pairing", _ONE),
-                "403": {"$ref": "#/components/responses/Error"},
-                "404": {"$ref": "#/components/responses/Error"},
-            },
-        }
-    },
-}
+bp = APIBlueprint(
+    "pairing", __name__, abp_tags=[Tag(name="pairing", description="pairing a headset without the API key")]
+)
+PAIRED_DEVICE_403 = json_response(Error, "a paired device's session may not manage pairings: that needs the API key")
 
 
 def pairing_json(row: dict) -> dict:
@@ -131,18 +55,18 @@ def _pairings() -> Pairings:
     return Pairings(services().db)
 
 
-@bp.get("/pair")
+@bp.get("/pair", doc_ui=False)
 def pair_page():
     return page("pair.html")
 
 
-@bp.post("/api/pairing")
-def create_pairing():
-    body = request.get_json(silent=True) or {}
-    label = body.get("label") or ""
-    if not isinstance(label, str):
-        raise BadRequest("label must be a string")
-    new = _pairings().create(label)
+@bp.post(
+    "/api/pairing",
+    summary="A one-time code (10 minutes) that pairs a device; needs the API key, not a paired session",
+    responses={201: PairingCreated, 400: Error, 403: PAIRED_DEVICE_403},
+)
+def create_pairing(body: PairingCreateBody):
+    new = _pairings().create(body.label or "")
     return jsonify(
         {
             "pairing": pairing_json(new.row),
@@ -153,13 +77,17 @@ def create_pairing():
     ), 201
 
 
-@bp.post("/api/pairing/claim")
-def claim_pairing():
-    body = request.get_json(silent=True) or {}
-    code = body.get("code")
-    if not isinstance(code, str) or not code.strip():
-        raise BadRequest('send the pairing code as JSON: {"code": "ABCD-EFGH"}')
-    claimed = Pairings(services().db).claim(code, request.headers.get("User-Agent", ""))
+@bp.post(
+    "/api/pairing/claim",
+    summary="Exchange a pairing code for the parallax_session cookie (no API key needed)",
+    responses={
+        200: json_response(PairingAnswer, "paired: the response sets the parallax_session cookie"),
+        400: Error,
+        404: json_response(Error, "the code is not valid: expired, used or revoked (invalid_code)"),
+    },
+)
+def claim_pairing(body: PairingClaimBody):
+    claimed = Pairings(services().db).claim(body.code, request.headers.get("User-Agent", ""))
     if claimed is None:
         return api_error(
             404, "invalid_code", "this pairing code is not valid: it may have expired, been used or been revoked"
@@ -178,13 +106,22 @@ def claim_pairing():
     return response
 
 
-@bp.get("/api/pairings")
+@bp.get(
+    "/api/pairings",
+    summary="Paired devices and open codes, newest first",
+    responses={200: PairingList, 403: PAIRED_DEVICE_403},
+)
 def list_pairings():
     return jsonify({"pairings": [pairing_json(row) for row in _pairings().list()]})
 
 
-@bp.delete("/api/pairings/<pairing_id>")
-def revoke_pairing(pairing_id: str):
+@bp.delete(
+    "/api/pairings/<pairing_id>",
+    summary="Revoke a pairing: that device is signed out at once",
+    responses={200: PairingAnswer, 403: PAIRED_DEVICE_403, 404: Error},
+)
+def revoke_pairing(path: PairingPath):
+    pairing_id = path.pairing_id
     try:
         uuid.UUID(pairing_id)
     except ValueError:
