@@ -58,6 +58,7 @@ TaskName = Literal[
     "video_stereo",
     "video_frames",
     "immich_import",
+    "immich_writeback",
 ]
 MediaKind = Literal["photo", "video"]
 ItemStatus = Literal["processing", "completed", "failed", "cancelled", "skipped", "none"]

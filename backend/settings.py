@@ -140,6 +140,16 @@ def _cutout_background(text: str) -> str:
     return name
 
 
+def _stereo_format_check(value: Any) -> Any:
+    from ai.stereo import STEREO_FORMATS  # the layouts and the file-name tags VR players read
+
+    if isinstance(value, str):
+        if value.strip().lower() not in STEREO_FORMATS:
+            raise ValueError("one of " + ", ".join(STEREO_FORMATS))
+        return value.strip().lower()
+    return value
+
+
 def _csv(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(p.strip() for p in value.split(",") if p.strip())
@@ -269,6 +279,13 @@ class Settings(BaseSettings):
     immich_public_url: Annotated[str | None, _url("http", "https")] = _env("IMMICH_PUBLIC_URL", default=None)
     immich_removed_assets: Annotated[str, _choice(IMMICH_REMOVED_ACTIONS)] = _env(
         "IMMICH_REMOVED_ASSETS", default="hide"
+    )
+    # Write-back: upload each Immich item's stereo 3D version into Immich, in an album, stacked with
+    # its original (docs/immich.md "Write-back"). Off by default: Parallax otherwise only reads.
+    immich_write_back: Bool = _env("IMMICH_WRITE_BACK", default=False)
+    immich_write_back_album: str = _env("IMMICH_WRITE_BACK_ALBUM", default="Parallax 3D", min_length=1)
+    immich_write_back_format: Annotated[str, BeforeValidator(_stereo_format_check)] = _env(
+        "IMMICH_WRITE_BACK_FORMAT", default="full_sbs"
     )
 
     @model_validator(mode="after")

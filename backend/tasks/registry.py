@@ -43,6 +43,7 @@ FLAGS = {
     "ENABLE_EXPERIMENTAL_VIDEO": "enable_experimental_video",
     "ENABLE_DEPTH_VIDEO": "enable_depth_video",
     "ENABLE_STEREO": "enable_stereo",
+    "IMMICH_WRITE_BACK": "immich_write_back",
 }
 # RQ queues, in the order a worker takes work from them (see docs/architecture.md "Queues"): Immich
 # imports (and their retries, and the periodic sync) first, then work on what people upload or ask
@@ -121,6 +122,19 @@ TASKS: dict[str, TaskSpec] = {
             automatic=False,
         ),
         TaskSpec("immich_import", "backend.tasks.immich_import:run_import", None, (), "Immich import", IMPORT_QUEUE),
+        # Uploading an Immich item's finished stereo export back into Immich (IMMICH_WRITE_BACK):
+        # queued by the worker when that export completes (backend/immich/writeback.py). Network
+        # work, no model: it goes with the imports, so results appear in Immich without waiting
+        # behind the bulk backlog.
+        TaskSpec(
+            "immich_writeback",
+            "backend.tasks.immich_writeback:run_writeback",
+            None,
+            ("IMMICH_WRITE_BACK",),
+            "Immich write-back",
+            IMPORT_QUEUE,
+            automatic=False,
+        ),
     )
 }
 
