@@ -18,11 +18,12 @@ import os
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -167,6 +168,15 @@ class ImmichAlbum:
 
 
 @dataclass(frozen=True)
+class ImmichUpload:
+    """The answer to an upload: the asset's id, and whether Immich already held these very bytes
+    (same checksum: ``duplicate``, and ``id`` is that existing asset; nothing new was created)."""
+
+    id: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
 class ImmichUser:
     id: str
     name: str
@@ -237,6 +247,60 @@ def _error_message(response: requests.Response) -> str:
 
 
 _PERMISSION_RE = re.compile(r"permission[s]?:?\s*([a-zA-Z]+\.[a-zA-Z.]+)", re.IGNORECASE)
+
+
+class _MultipartUpload:
+    """A ``multipart/form-data`` body streamed from an open file: the form fields, then the file,
+    read in chunks, its length known up front (so ``Content-Length`` is sent, not chunked
+    encoding, and a large video never sits in memory). ``requests`` sends it through ``read()``."""
+
+    def __init__(self, fields: dict[str, str], file_field: str, file: IO[bytes], filename: str, mime_type: str):
+        self.boundary = uuid.uuid4().hex
+        quoted = filename.replace("\\", "_").replace('"', "%22").replace("\r", " ").replace("\n", " ")
+        head = b"".join(
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in fields.items()
+        )
+        head += (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{file_field}"; filename="{quoted}"\r\n'
+            f"Content-Type: {mime_type}\r\n\r\n"
+        ).encode()
+        self._head = head
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._file = file
+        file.seek(0, os.SEEK_END)
+        self._size = file.tell()
+        file.seek(0)
+        self._stage = 0  # 0 head, 1 file, 2 tail, 3 done
+        self._offset = 0
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return len(self._head) + self._size + len(self._tail)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(1 << 20):
+            yield chunk
+
+    def read(self, size: int = -1) -> bytes:
+        size = size if size and size > 0 else 1 << 20
+        while self._stage < 3:
+            if self._stage == 1:
+                chunk = self._file.read(size)
+                if chunk:
+                    return chunk
+            else:
+                part = self._head if self._stage == 0 else self._tail
+                if self._offset < len(part):
+                    chunk = part[self._offset : self._offset + size]
+                    self._offset += len(chunk)
+                    return chunk
+            self._stage += 1
+            self._offset = 0
+        return b""
 
 
 # ------------------------------------------------------------------------------------- client
@@ -342,16 +406,7 @@ class ImmichClient:
 
     def albums(self) -> list[ImmichAlbum]:
         """Albums the key's user owns or that are shared with them."""
-        body = self._get_json("/albums")
-        return [
-            ImmichAlbum(
-                id=a["id"],
-                name=a.get("albumName", ""),
-                asset_count=int(a.get("assetCount", 0)),
-                updated_at=parse_immich_datetime(a.get("updatedAt")),
-            )
-            for a in body
-        ]
+        return [_album(a) for a in self._get_json("/albums")]
 
     def key_permissions(self) -> frozenset[str] | None:
         """The permissions of this API key (``GET /api/api-keys/me``; any key may read itself), or
@@ -456,6 +511,93 @@ class ImmichClient:
         """Link to the asset in Immich's web UI (at ``public_url`` when one was given)."""
         return f"{self.public_url}/photos/{asset_id}"
 
+    def find_by_checksum(self, checksum: str) -> list[ImmichAsset]:
+        """Assets whose file has this checksum (base64 SHA-1), trashed ones included."""
+        return list(self._search_pages({"checksum": checksum, "withDeleted": True, "size": 10}))
+
+    # ------------------------------------------------------------------ writing (write-back)
+    def upload_asset(
+        self,
+        file: IO[bytes],
+        *,
+        filename: str,
+        mime_type: str,
+        file_created_at: datetime,
+        file_modified_at: datetime,
+        checksum: str | None = None,
+        device_asset_id: str | None = None,
+        device_id: str | None = None,
+    ) -> ImmichUpload:
+        """Upload a file as a new asset (``POST /api/assets``, multipart, streamed from ``file``,
+        an open binary file read from its start on every attempt). Immich keeps one asset per
+        checksum and user: uploading the same bytes again answers ``duplicate`` with the existing
+        asset's id, so a retry after a lost answer never creates a second one. ``checksum`` (base64
+        SHA-1) lets Immich answer that before the body is sent. ``device_asset_id``/``device_id``
+        are required by v2 servers only (v3 dropped them) and sent only to those."""
+        fields = {
+            "fileCreatedAt": format_immich_datetime(file_created_at),
+            "fileModifiedAt": format_immich_datetime(file_modified_at),
+            "filename": filename,
+        }
+        if self.is_v2:
+            fields["deviceAssetId"] = device_asset_id or filename
+            fields["deviceId"] = device_id or "parallax"
+        headers = {"x-immich-checksum": checksum} if checksum else {}
+        url = self.api_url + "/assets"
+
+        def attempt() -> ImmichUpload:
+            body = _MultipartUpload(fields, "assetData", file, filename, mime_type)
+            response = self._send("POST", url, data=body, extra_headers={**headers, "Content-Type": body.content_type})
+            try:
+                answer = response.json()
+                return ImmichUpload(id=str(answer["id"]), duplicate=answer.get("status") == "duplicate")
+            except (ValueError, KeyError, TypeError):
+                raise ImmichConnectionError(
+                    f"{self._shown_url}/api/assets did not answer an upload like Immich (HTTP {response.status_code})"
+                ) from None
+
+        return self._with_retries("upload", attempt)
+
+    def restore_from_trash(self, asset_ids: list[str]) -> None:
+        """Take assets out of the trash (``POST /api/trash/restore/assets``)."""
+        self._request_json("POST", "/trash/restore/assets", json={"ids": list(asset_ids)})
+
+    def delete_assets(self, asset_ids: list[str], *, force: bool = False) -> None:
+        """Move assets to Immich's trash, or delete them for good with ``force`` (``DELETE /api/assets``)."""
+        self._request_empty("DELETE", "/assets", json={"ids": list(asset_ids), "force": force})
+
+    def album(self, album_id: str) -> ImmichAlbum:
+        """One album (``GET /api/albums/{id}``); ImmichNotFound once it is deleted."""
+        return _album(self._get_json(f"/albums/{album_id}"))
+
+    def owned_albums(self) -> list[ImmichAlbum]:
+        """The albums the key's user owns (``GET /api/albums?isOwned=true``)."""
+        return [_album(a) for a in self._get_json("/albums", params={"isOwned": "true"})]
+
+    def create_album(self, name: str, description: str = "") -> ImmichAlbum:
+        """A new, empty album (``POST /api/albums``)."""
+        return _album(self._request_json("POST", "/albums", json={"albumName": name, "description": description}))
+
+    def add_to_album(self, album_id: str, asset_ids: list[str]) -> dict[str, str | None]:
+        """Add assets to an album (``PUT /api/albums/{id}/assets``): asset id -> None when added or
+        already there, else Immich's reason (``no_permission``, ``not_found``...)."""
+        answer = self._request_json("PUT", f"/albums/{album_id}/assets", json={"ids": list(asset_ids)})
+        return {
+            str(r["id"]): None
+            if r.get("success") or r.get("error") == "duplicate"
+            else str(r.get("error") or "unknown")
+            for r in answer
+        }
+
+    def delete_album(self, album_id: str) -> None:
+        """Delete an album (``DELETE /api/albums/{id}``); its assets stay in the library."""
+        self._request_empty("DELETE", f"/albums/{album_id}")
+
+    def create_stack(self, asset_ids: list[str]) -> str:
+        """Stack assets, the first one on top (``POST /api/stacks``; a stack the first one already
+        tops is merged into the new one). Returns the stack's id."""
+        return str(self._request_json("POST", "/stacks", json={"assetIds": list(asset_ids)})["id"])
+
     # -------------------------------------------------------------------------------- internals
     def _headers(self, url: str, authenticated: bool = True) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -483,7 +625,14 @@ class ImmichClient:
                 time.sleep(delay)
 
     def _send(
-        self, method: str, url: str, *, authenticated: bool = True, follow_redirects: bool = True, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        authenticated: bool = True,
+        follow_redirects: bool = True,
+        extra_headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
         """One HTTP exchange (redirects followed by hand, see ``_headers``), turning transport
         failures and retryable statuses into ``_Retryable`` and 4xx into ImmichError."""
@@ -492,7 +641,7 @@ class ImmichClient:
                 response = self.session.request(
                     method,
                     url,
-                    headers=self._headers(url, authenticated),
+                    headers={**self._headers(url, authenticated), **(extra_headers or {})},
                     timeout=self.timeout,
                     allow_redirects=False,
                     **kwargs,
@@ -511,7 +660,7 @@ class ImmichClient:
                 url = urljoin(url, response.headers["Location"])
                 response.close()
                 # Follow as a plain GET; the Location carries its own query string.
-                method, kwargs = "GET", {k: v for k, v in kwargs.items() if k == "stream"}
+                method, kwargs, extra_headers = "GET", {k: v for k, v in kwargs.items() if k == "stream"}, None
                 continue
             self._raise_for_status(method, url, response)
             return response
@@ -574,6 +723,11 @@ class ImmichClient:
     def _get_json(self, path: str, *, authenticated: bool = True, params: dict | None = None) -> Any:
         return self._request_json("GET", path, authenticated=authenticated, params=params)
 
+    def _request_empty(self, method: str, path: str, **kwargs: Any) -> None:
+        """A request whose answer has no body (204)."""
+        url = self.api_url + path
+        self._with_retries(f"{method} {path}", lambda: self._send(method, url, **kwargs).close())
+
     def _download(self, path: str, params: dict | None, dest: Path, chunk_size: int) -> ImmichDownload:
         dest.parent.mkdir(parents=True, exist_ok=True)
         url = self.api_url + path
@@ -609,6 +763,15 @@ class ImmichClient:
             raise
         content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip() or None
         return ImmichDownload(path=dest, content_type=content_type, size=written)
+
+
+def _album(data: dict) -> ImmichAlbum:
+    return ImmichAlbum(
+        id=data["id"],
+        name=data.get("albumName", ""),
+        asset_count=int(data.get("assetCount", 0)),
+        updated_at=parse_immich_datetime(data.get("updatedAt")),
+    )
 
 
 def _content_length(response: requests.Response) -> int | None:
