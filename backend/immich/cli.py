@@ -1,4 +1,5 @@
-"""Command-line Immich commands: ``immich-test``, ``immich-import``, ``immich-status``.
+"""Command-line Immich commands: ``immich-test``, ``immich-import``, ``immich-status``, and for
+write-back ``immich-writeback`` (queue what is missing) and ``immich-writeback-undo``.
 
 ``backend.cli`` adds them to ``python -m backend`` (``parallax``) through :func:`add_commands`, passing
 its job follower (``watch``) along, so this module never imports ``backend.cli``.
@@ -117,6 +118,7 @@ def cmd_immich_import(settings: Settings, args) -> int:
 
 def cmd_immich_status(settings: Settings, args) -> int:
     from backend.immich.importer import active_run, is_configured, last_success, not_configured_message, server_label
+    from backend.immich.writeback import status as writeback_status
 
     if not is_configured(settings):
         print(not_configured_message(settings))
@@ -137,13 +139,92 @@ def cmd_immich_status(settings: Settings, args) -> int:
                 "SELECT * FROM immich_import_runs ORDER BY created_at DESC LIMIT %s", (args.limit,)
             ).fetchall()
         last_started = last_success(services)
+        writeback = writeback_status(services)
     finally:
         services.close()
     last = last_started.isoformat(timespec="seconds") if last_started else "never"
     print(f"last successful import started: {last}")
+    print(_writeback_line(settings, writeback))
     print(f"running: {running['id']} ({running['status']})" if running else "running: none")
     for run in runs:
         print(_run_line(run))
+    return 0
+
+
+def _writeback_line(settings: Settings, counts: dict[str, int]) -> str:
+    if settings.immich_write_back:
+        line = (
+            f"write-back: on ({settings.immich_write_back_format} into album {settings.immich_write_back_album!r}):"
+            f" {counts['done']} uploaded"
+        )
+    else:
+        line = f"write-back: off (IMMICH_WRITE_BACK=false); {counts['done']} uploads in Immich"
+    extra = [
+        f"{counts[key]} {what}"
+        for key, what in (
+            ("in_progress", "being uploaded"),
+            ("superseded", "replaced, to be removed"),
+            ("jobs_waiting", "jobs waiting"),
+            ("jobs_failed", "failed (parallax jobs --task immich_writeback --status failed)"),
+        )
+        if counts[key]
+    ]
+    return line + (", " + ", ".join(extra) if extra else "")
+
+
+def cmd_immich_writeback(settings: Settings, args) -> int:
+    from backend.immich.importer import is_configured, not_configured_message
+    from backend.immich.writeback import queue_missing
+
+    if not is_configured(settings):
+        print(not_configured_message(settings), file=sys.stderr)
+        return 2
+    if not settings.immich_write_back:
+        print(
+            "write-back is off: set IMMICH_WRITE_BACK=true (see docs/immich.md) and restart Parallax", file=sys.stderr
+        )
+        return 2
+    services = _services(settings)
+    try:
+        counts = queue_missing(services)
+    finally:
+        services.close()
+    print(
+        f"queued {counts['uploads']} uploads and {counts['exports']} 3D versions to make first;"
+        f" {counts['up_to_date']} up to date, {counts['busy']} already being worked on,"
+        f" {counts['not_applicable']} not applicable (asset left Immich, or another server)"
+    )
+    if counts["uploads"] or counts["exports"]:
+        print("a worker does the work: parallax jobs --task immich_writeback")
+    return 0
+
+
+def cmd_immich_writeback_undo(settings: Settings, args) -> int:
+    from backend.immich.writeback import WritebackError, undo
+
+    services = _services(settings)
+    try:
+        report = undo(services, force=args.force, say=print)
+    except WritebackError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    where = "deleted for good" if args.force else "moved to Immich's trash (emptied by Immich after 30 days)"
+    print(f"removed {report.removed} uploads from Immich: {where}")
+    if report.already_gone:
+        print(f"{report.already_gone} uploads were already deleted in Immich")
+    if report.cancelled_jobs:
+        print(f"cancelled {report.cancelled_jobs} write-back jobs that had not finished")
+    for album in report.albums_deleted:
+        print(f"album deleted: {album}")
+    for album in report.albums_kept:
+        print(f"album kept: {album}")
+    if settings.immich_write_back:
+        print(
+            "note: IMMICH_WRITE_BACK is still true, so new 3D versions will be uploaded again;"
+            " set it to false to stop that"
+        )
     return 0
 
 
@@ -172,3 +253,13 @@ def add_commands(subparsers: argparse._SubParsersAction, follow_job: Callable[[S
     p = subparsers.add_parser("immich-status", help="Immich configuration and recent imports")
     p.add_argument("--limit", type=int, default=5, help="how many recent runs to list")
     p.set_defaults(func=cmd_immich_status)
+    p = subparsers.add_parser(
+        "immich-writeback",
+        help="IMMICH_WRITE_BACK: queue the 3D versions and uploads Immich items still lack (a worker does the work)",
+    )
+    p.set_defaults(func=cmd_immich_writeback)
+    p = subparsers.add_parser(
+        "immich-writeback-undo", help="remove from Immich every 3D version Parallax uploaded, and the album it created"
+    )
+    p.add_argument("--force", action="store_true", help="delete them for good instead of moving them to the trash")
+    p.set_defaults(func=cmd_immich_writeback_undo)

@@ -43,7 +43,31 @@ def needed_permissions(settings: Settings) -> dict[str, str]:
     }
     if settings.immich_album_ids:
         needed["album.read"] = "IMMICH_ALBUM_IDS: reading the albums to notice new members"
+    if settings.immich_write_back:
+        for permission, why in WRITE_BACK_PERMISSIONS.items():
+            needed.setdefault(permission, why)
     return needed
+
+
+#: What IMMICH_WRITE_BACK needs (see backend/immich/writeback.py).
+WRITE_BACK_PERMISSIONS = {
+    "asset.upload": "IMMICH_WRITE_BACK: uploading the 3D versions",
+    "album.read": "IMMICH_WRITE_BACK: finding the album IMMICH_WRITE_BACK_ALBUM by its name",
+    "album.create": "IMMICH_WRITE_BACK: creating that album when there is none",
+    "albumAsset.create": "IMMICH_WRITE_BACK: adding the 3D versions to the album",
+    "stack.create": "IMMICH_WRITE_BACK: stacking each 3D version with its original",
+    "asset.delete": "IMMICH_WRITE_BACK: replacing a 3D version that changed, and undo",
+}
+#: Optional with IMMICH_WRITE_BACK: without it undo leaves the (empty) album in place.
+WRITE_BACK_OPTIONAL_PERMISSIONS = {"album.delete": "IMMICH_WRITE_BACK undo: deleting the album it created"}
+
+
+def optional_permissions(settings: Settings) -> dict[str, str]:
+    """Permission -> what it adds, for the permissions the enabled features can do without."""
+    optional = dict(OPTIONAL_PERMISSIONS)
+    if settings.immich_write_back:
+        optional.update(WRITE_BACK_OPTIONAL_PERMISSIONS)
+    return optional
 
 
 @dataclass
@@ -79,7 +103,9 @@ def check_connection(client: ImmichClient, settings: Settings) -> ConnectionRepo
         version=version,
         permissions=permissions,
         missing={p: why for p, why in needed.items() if not has(p)},
-        missing_optional={p: why for p, why in OPTIONAL_PERMISSIONS.items() if p not in needed and not has(p)},
+        missing_optional={
+            p: why for p, why in optional_permissions(settings).items() if p not in needed and not has(p)
+        },
     )
 
     def optional(what: str, permission: str, call: Callable[[], T]) -> T | None:

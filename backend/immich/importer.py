@@ -16,6 +16,8 @@ few threads what is new or changed, and hands each file to ``media_service.inges
 * Mirroring: trashing, archiving and restoring bump ``updatedAt``, so every run sees them; a full
   run of the whole library also finds assets deleted for good. Their items are hidden or deleted
   (IMMICH_REMOVED_ASSETS) and come back when the asset is restored.
+* Parallax's own uploads (IMMICH_WRITE_BACK, see backend.immich.writeback) are skipped with that
+  reason, never imported back.
 * Originals our pipeline cannot decode (RAW, some HEIC...) are replaced by Immich's own full-size
   JPEG rendition; the item's metadata records which one was stored.
 * The API key lives only in the settings and the client: it is never put in a job's parameters,
@@ -623,6 +625,9 @@ class ImportRun:
         try:
             if asset.type not in ("IMAGE", "VIDEO"):
                 return AssetOutcome("skipped", asset, reason=f"Immich asset type {asset.type} is not imported")
+            ours = self._our_upload(asset)
+            if ours is not None:  # a 3D version write-back put there: never imported back
+                return AssetOutcome("skipped" if asset.on_timeline else "ignored", asset, reason=ours)
             existing = self.services.db.fetchone("SELECT * FROM media_items WHERE immich_asset_id = %s", (asset.id,))
             if not asset.on_timeline:
                 return self._asset_left(existing, asset)
@@ -645,6 +650,13 @@ class ImportRun:
             return AssetOutcome(
                 "failed", asset, reason=f"unexpected error: {exc or type(exc).__name__}", retry_later=True
             )
+
+    def _our_upload(self, asset: ImmichAsset) -> str | None:
+        """Why the asset is one Parallax uploaded (IMMICH_WRITE_BACK), else None. Asked per asset,
+        not from a list read at the start: uploads go on while an import runs."""
+        from backend.immich.writeback import recognise  # it imports this module
+
+        return recognise(self.services, self.server, asset)
 
     def _import_asset(self, asset: ImmichAsset, existing: dict | None) -> AssetOutcome:
         if existing is not None and existing["immich_checksum"] == asset.checksum:

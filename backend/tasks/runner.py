@@ -124,6 +124,7 @@ def run_job(job_id: str) -> dict | None:
             error_kind=None,
             last_error=None,
         )
+        _after_completion(services, job)
         return result
     except Cancelled:
         log.info("job %s cancelled", job_id)
@@ -141,6 +142,20 @@ def run_job(job_id: str) -> dict | None:
         current_context = None
         ctx.cleanup()
     return None
+
+
+def _after_completion(services: Services, job: dict) -> None:
+    """Queue the work a completed job leads to: with IMMICH_WRITE_BACK, an Immich item's depth ->
+    its stereo export -> the upload into Immich. Never changes the finished job's outcome; a step
+    missed here is queued by ``parallax immich-writeback``."""
+    if not services.settings.immich_write_back:
+        return
+    try:
+        from backend.immich.writeback import after_job
+
+        after_job(services, job)
+    except Exception:
+        log.exception("job %s (%s): could not queue the Immich write-back that follows it", job["id"], job["task"])
 
 
 def _record_failure(ctx: TaskContext, exc: Exception) -> None:
