@@ -15,6 +15,13 @@ otherwise, trashed assets hidden, ``nextPage`` string tokens, real content types
 album (the album's own ``updatedAt`` is bumped instead), ``GET /api/api-keys/me`` listing the key's
 permissions (``all`` for an unrestricted key), and a 500 when an offline asset's original is asked.
 
+Write-back (Parallax uploading its 3D versions) is played too: ``POST /api/assets`` (multipart,
+one asset per checksum: the same bytes again answer 200 ``duplicate`` with the existing id, trashed
+or not, also straight from the ``x-immich-checksum`` header), albums (create, read, add assets,
+delete), stacks (create, merging a stack whose primary asset is given; force-deleted assets leave
+their stack, which goes when fewer than two remain), ``DELETE /api/assets`` (trash, or ``force``;
+an unknown id refuses the whole request with 400) and ``POST /api/trash/restore/assets``.
+
 Usage in a test module::
 
     from tests.fake_immich import fake_immich, fake_immich_factory  # noqa: F401 (fixtures)
@@ -194,6 +201,9 @@ class FakeAsset:
     is_trashed: bool = False
     is_offline: bool = False
     album_ids: set[str] = field(default_factory=set)
+    stack_id: str | None = None
+    uploaded: bool = False  # came in through POST /api/assets (not added by the test)
+    device_id: str | None = None  # what a v2 upload named as its device
 
     @property
     def checksum(self) -> str:
@@ -256,6 +266,7 @@ class FakeImmich:
         self.list_everything = False
         self.assets: dict[str, FakeAsset] = {}
         self.albums: dict[str, dict] = {}
+        self.stacks: dict[str, dict] = {}  # id -> {"primary": asset id}; members carry stack_id
         self.requests: list[tuple[str, str, Any]] = []
         self.errors: list[str] = []
         self.user_id = str(uuid.uuid4())
@@ -489,6 +500,14 @@ class FakeImmich:
             ("/assets/{id}", "GET", self._asset),
             ("/assets/{id}/original", "GET", self._original),
             ("/assets/{id}/thumbnail", "GET", self._thumbnail),
+            ("/assets", "POST", self._upload),
+            ("/assets", "DELETE", self._delete_assets),
+            ("/trash/restore/assets", "POST", self._restore_assets),
+            ("/albums", "POST", self._create_album),
+            ("/albums/{id}", "GET", self._album),
+            ("/albums/{id}", "DELETE", self._delete_album),
+            ("/albums/{id}/assets", "PUT", self._add_album_assets),
+            ("/stacks", "POST", self._create_stack),
         ]
         rules = []
         self._endpoints: dict[str, tuple[Callable[..., Response], dict]] = {}
@@ -502,7 +521,13 @@ class FakeImmich:
     def _wsgi(self, environ: dict, start_response: Callable) -> Iterator[bytes]:
         request = Request(environ)
         body: Any = None
-        if request.data:
+        if request.mimetype == "multipart/form-data":
+            request.get_data()  # kept for the spec check; the form is parsed from the same bytes
+            body = {
+                "form": request.form.to_dict(),
+                "files": {name: f.filename for name, f in request.files.items()},
+            }
+        elif request.data:
             try:
                 body = json.loads(request.data)
             except ValueError:
@@ -523,7 +548,7 @@ class FakeImmich:
         except HTTPException as exc:  # e.g. a redirect for a trailing slash
             return exc.get_response(environ)
 
-        problems = self._validate_request(request)
+        problems = self._validate_request(request, operation)
         if problems:
             self.errors.extend(f"{request.method} {request.path}: {p}" for p in problems)
             return _error(400, problems)
@@ -551,7 +576,7 @@ class FakeImmich:
                 self.errors.append(f"{request.method} {request.path} -> {response.status_code}: {problem}")
         return response
 
-    def _validate_request(self, request: Request) -> list[str]:
+    def _validate_request(self, request: Request, operation: dict) -> list[str]:
         from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest
         from openapi_core.validation.request.exceptions import SecurityValidationError
 
@@ -564,9 +589,15 @@ class FakeImmich:
             problems.append(_describe(exc))
         # The real server silently drops unknown body fields, so a misspelt filter would simply
         # not filter: report it here instead.
-        schema = _request_body_schema(self.spec, request)
-        if schema is not None and isinstance(_json_or_none(request), dict):
-            unknown = sorted(set(_json_or_none(request)) - set(schema.get("properties", {})))
+        schema = _request_body_schema(self.spec, operation, request.mimetype)
+        if request.mimetype == "multipart/form-data":
+            sent: Any = set(request.form) | set(request.files)
+            if self.v2:  # v2 servers required these two (v3 dropped them)
+                sent -= {"deviceAssetId", "deviceId"}
+        else:
+            sent = _json_or_none(request)
+        if schema is not None and isinstance(sent, (dict, set)):
+            unknown = sorted(set(sent) - set(schema.get("properties", {})))
             if unknown:
                 problems.append(f"unknown request body field(s) {unknown} (Immich would ignore them)")
         return problems
@@ -647,26 +678,188 @@ class FakeImmich:
         videos = sum(a.type == "VIDEO" for a in visible)
         return _json({"images": images, "videos": videos, "total": images + videos})
 
+    def _album_dto(self, album_id: str) -> dict:
+        album = self.albums[album_id]
+        count = sum(album_id in a.album_ids and not a.is_trashed for a in list(self.assets.values()))
+        return {
+            "id": album_id,
+            "albumName": album["name"],
+            "albumThumbnailAssetId": None,
+            "albumUsers": [{"role": "owner", "user": self._user_dto()}],
+            "assetCount": count,
+            "createdAt": _iso(album["created"]),
+            "updatedAt": _iso(album["updated"]),
+            "description": album.get("description", ""),
+            "hasSharedLink": False,
+            "isActivityEnabled": True,
+            "shared": False,
+        }
+
     def _albums(self, request: Request) -> Response:
-        out = []
-        for album_id, album in self.albums.items():
-            count = sum(album_id in a.album_ids and not a.is_trashed for a in self.assets.values())
-            out.append(
-                {
-                    "id": album_id,
-                    "albumName": album["name"],
-                    "albumThumbnailAssetId": None,
-                    "albumUsers": [{"role": "owner", "user": self._user_dto()}],
-                    "assetCount": count,
-                    "createdAt": _iso(album["created"]),
-                    "updatedAt": _iso(album["updated"]),
-                    "description": "",
-                    "hasSharedLink": False,
-                    "isActivityEnabled": True,
-                    "shared": False,
-                }
-            )
-        return _json(out)
+        # Every album here is owned by the key's user: isOwned=true lists them all.
+        return _json([self._album_dto(album_id) for album_id in list(self.albums)])
+
+    def _album(self, request: Request, id: str) -> Response:
+        if id not in self.albums:
+            return _error(400, "Not found or no album.read access")
+        return _json(self._album_dto(id))
+
+    def _create_album(self, request: Request) -> Response:
+        dto = request.get_json()
+        with self._lock:
+            album_id = str(uuid.uuid4())
+            now = self._tick()
+            self.albums[album_id] = {
+                "name": dto["albumName"],
+                "description": dto.get("description", ""),
+                "created": now,
+                "updated": now,
+            }
+            for asset_id in dto.get("assetIds") or []:
+                if asset_id in self.assets:
+                    self.assets[asset_id].album_ids.add(album_id)
+        return _json(self._album_dto(album_id), 201)
+
+    def _delete_album(self, request: Request, id: str) -> Response:
+        with self._lock:
+            if id not in self.albums:
+                return _error(400, "Not found or no album.delete access")
+            del self.albums[id]
+            for asset in self.assets.values():
+                asset.album_ids.discard(id)
+        return Response(status=204)
+
+    def _add_album_assets(self, request: Request, id: str) -> Response:
+        if id not in self.albums:
+            return _error(400, "Not found or no albumAsset.create access")
+        results = []
+        with self._lock:
+            for asset_id in request.get_json()["ids"]:
+                asset = self.assets.get(asset_id)
+                if asset is None:
+                    results.append({"id": asset_id, "success": False, "error": "not_found"})
+                elif id in asset.album_ids:
+                    results.append({"id": asset_id, "success": False, "error": "duplicate"})
+                else:
+                    asset.album_ids.add(id)
+                    results.append({"id": asset_id, "success": True})
+            if any(r["success"] for r in results):
+                self.albums[id]["updated"] = self._tick()
+        return _json(results)
+
+    # ---------------------------------------------------------------- uploads, stacks, trash
+    def _upload(self, request: Request) -> Response:
+        form = request.form
+        # Immich answers a known checksum (header: hex or base64 SHA-1; else the file's) with the
+        # existing asset, trashed or not: one asset per checksum and user.
+        header = request.headers.get("x-immich-checksum")
+        file = request.files["assetData"]
+        data = file.read()
+        wanted = base64.b64encode(hashlib.sha1(data).digest()).decode()
+        if header:
+            raw = bytes.fromhex(header) if len(header) == 40 else base64.b64decode(header)
+            wanted = base64.b64encode(raw).decode()
+        with self._lock:
+            existing = next((a for a in self.assets.values() if a.checksum == wanted), None)
+        if existing is not None:
+            return _json({"id": existing.id, "status": "duplicate"}, 200)
+        if self.v2 and not (form.get("deviceAssetId") and form.get("deviceId")):
+            return _error(400, ["deviceAssetId should not be empty", "deviceId should not be empty"])
+        mime = file.mimetype or "application/octet-stream"
+        created = _parse_iso(form["fileCreatedAt"])
+        asset = self._add(
+            type="VIDEO" if mime.startswith("video/") else "IMAGE",
+            original_filename=form.get("filename") or file.filename or "upload",
+            mime_type=mime,
+            data=data,
+            preview=data if mime == "image/jpeg" else _photo_bytes(self._next_seed()),
+            file_created_at=created,
+            width=None,
+            height=None,
+            uploaded=True,
+            device_id=form.get("deviceId"),
+        )
+        return _json({"id": asset.id, "status": "created"}, 201)
+
+    def _delete_assets(self, request: Request) -> Response:
+        dto = request.get_json()
+        ids = dto["ids"]
+        with self._lock:
+            if any(asset_id not in self.assets for asset_id in ids):
+                return _error(400, "Not found or no asset.delete access")
+            for asset_id in ids:
+                if dto.get("force"):
+                    asset = self.assets.pop(asset_id)
+                    self._leave_stack(asset)
+                else:
+                    self.assets[asset_id].is_trashed = True
+                    self.assets[asset_id].updated_at = self._tick()
+        return Response(status=204)
+
+    def _restore_assets(self, request: Request) -> Response:
+        ids = request.get_json()["ids"]
+        count = 0
+        with self._lock:
+            for asset_id in ids:
+                asset = self.assets.get(asset_id)
+                if asset is not None and asset.is_trashed:
+                    asset.is_trashed = False
+                    asset.updated_at = self._tick()
+                    count += 1
+        return _json({"count": count})
+
+    def _leave_stack(self, asset: FakeAsset) -> None:
+        stack_id, asset.stack_id = asset.stack_id, None
+        if stack_id is None:
+            return
+        members = [a for a in self.assets.values() if a.stack_id == stack_id]
+        if len(members) < 2:
+            for member in members:
+                member.stack_id = None
+            del self.stacks[stack_id]
+        elif self.stacks[stack_id]["primary"] == asset.id:
+            self.stacks[stack_id]["primary"] = members[0].id
+
+    def _create_stack(self, request: Request) -> Response:
+        ids = list(dict.fromkeys(request.get_json()["assetIds"]))
+        with self._lock:
+            if len(ids) < 2 or any(asset_id not in self.assets for asset_id in ids):
+                return _error(400, "Not found or no stack.create access")
+            members = list(ids)
+            # A stack whose primary asset is given is merged into the new one.
+            for stack_id, stack in list(self.stacks.items()):
+                if stack["primary"] in ids:
+                    members += [a.id for a in self.assets.values() if a.stack_id == stack_id and a.id not in members]
+                    del self.stacks[stack_id]
+            stack_id = str(uuid.uuid4())
+            self.stacks[stack_id] = {"primary": ids[0]}
+            for asset_id in members:
+                old = self.assets[asset_id].stack_id
+                if old and old in self.stacks and old != stack_id:
+                    self._leave_stack(self.assets[asset_id])
+                self.assets[asset_id].stack_id = stack_id
+        return _json(self._stack_dto(stack_id), 201)
+
+    def _stack_dto(self, stack_id: str) -> dict:
+        members = self.stack_members(stack_id)
+        return {
+            "id": stack_id,
+            "primaryAssetId": self.stacks[stack_id]["primary"],
+            "assets": [self._asset_dto(a, with_exif=False) for a in members],
+        }
+
+    def stack_members(self, stack_id: str) -> list[FakeAsset]:
+        """The stack's assets, primary first (trashed ones included)."""
+        primary = self.stacks[stack_id]["primary"]
+        members = [a for a in self.assets.values() if a.stack_id == stack_id]
+        return sorted(members, key=lambda a: a.id != primary)
+
+    def uploads(self, *, trashed: bool | None = False) -> list[FakeAsset]:
+        """Assets that came in through ``POST /api/assets`` (``trashed``: None for all)."""
+        return [a for a in self.assets.values() if a.uploaded and (trashed is None or a.is_trashed == trashed)]
+
+    def album_named(self, name: str) -> str | None:
+        return next((album_id for album_id, album in self.albums.items() if album["name"] == name), None)
 
     def _filter(
         self,
@@ -677,6 +870,7 @@ class FakeImmich:
         updated_after: datetime | None = None,
         updated_before: datetime | None = None,
         album_ids: list[str] | None = None,
+        checksum: str | None = None,
     ) -> list[FakeAsset]:
         with self._lock:
             assets = list(self.assets.values())
@@ -695,6 +889,8 @@ class FakeImmich:
                 continue
             if album_ids and not set(album_ids) <= asset.album_ids:  # in ALL albums, like Immich
                 continue
+            if checksum and asset.checksum != checksum:
+                continue
             out.append(asset)
         return out
 
@@ -707,6 +903,7 @@ class FakeImmich:
             updated_after=_parse_iso(dto["updatedAfter"]) if dto.get("updatedAfter") else None,
             updated_before=_parse_iso(dto["updatedBefore"]) if dto.get("updatedBefore") else None,
             album_ids=dto.get("albumIds"),
+            checksum=dto.get("checksum"),
         )
         matches.sort(key=lambda a: (a.file_created_at, a.id), reverse=dto.get("order", "desc") == "desc")
         page, size = int(dto.get("page", 1)), int(dto.get("size", 250))
@@ -763,10 +960,13 @@ class FakeImmich:
             "visibility": asset.visibility,
             "livePhotoVideoId": None,
             "duplicateId": None,
-            "stack": None,
+            "stack": self._stack_summary(asset),
             "people": [],
             "tags": [],
         }
+        if self.v2:  # v2 servers still reported the device an upload came from
+            dto["deviceId"] = asset.device_id or "WEB"
+            dto["deviceAssetId"] = f"web-{asset.id}"
         if with_exif:
             dto["exifInfo"] = {
                 "exifImageWidth": asset.width,
@@ -776,6 +976,13 @@ class FakeImmich:
                 "model": None,
             }
         return dto
+
+    def _stack_summary(self, asset: FakeAsset) -> dict | None:
+        stack = self.stacks.get(asset.stack_id or "")
+        if stack is None:
+            return None
+        count = sum(a.stack_id == asset.stack_id for a in list(self.assets.values()))
+        return {"id": asset.stack_id, "primaryAssetId": stack["primary"], "assetCount": count}
 
     def _original(self, request: Request, id: str) -> Response:
         asset = self.assets.get(id)
@@ -828,10 +1035,13 @@ class _BinaryResponse:
         self.data = data
 
 
-def _request_body_schema(spec: dict, request: Request) -> dict | None:
-    if request.path == "/api/search/metadata" and request.method == "POST":
-        return spec["components"]["schemas"]["MetadataSearchDto"]
-    return None
+def _request_body_schema(spec: dict, operation: dict, mimetype: str) -> dict | None:
+    """The schema of the operation's request body in that media type (its $ref resolved)."""
+    content = (operation.get("requestBody") or {}).get("content") or {}
+    schema = (content.get(mimetype) or {}).get("schema")
+    if schema and "$ref" in schema:
+        return spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    return schema
 
 
 def _json_or_none(request: Request) -> Any:
