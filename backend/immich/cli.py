@@ -173,6 +173,7 @@ def _writeback_line(settings: Settings, counts: dict[str, int]) -> str:
 
 
 def cmd_immich_writeback(settings: Settings, args) -> int:
+    from backend import jobs
     from backend.immich.importer import is_configured, not_configured_message
     from backend.immich.writeback import queue_missing
 
@@ -194,6 +195,9 @@ def cmd_immich_writeback(settings: Settings, args) -> int:
         f" {counts['up_to_date']} up to date, {counts['busy']} already being worked on,"
         f" {counts['not_applicable']} not applicable (asset left Immich, or another server)"
     )
+    if counts["stereo_off"]:
+        reasons = sorted({r for r in (jobs.skip_reason(settings, t) for t in ("stereo", "video_stereo")) if r})
+        print(f"{counts['stereo_off']} items cannot get a 3D version: {'; '.join(reasons)}", file=sys.stderr)
     if counts["uploads"] or counts["exports"]:
         print("a worker does the work: parallax jobs --task immich_writeback")
     return 0

@@ -159,7 +159,7 @@ def queue_missing(services: Services) -> dict[str, int]:
     (whose completion queues the upload). For items imported before write-back was turned on."""
     settings = services.settings
     layout = settings.immich_write_back_format
-    counts = {"uploads": 0, "exports": 0, "up_to_date": 0, "busy": 0, "not_applicable": 0}
+    counts = {"uploads": 0, "exports": 0, "up_to_date": 0, "busy": 0, "not_applicable": 0, "stereo_off": 0}
     items = services.db.fetchall(
         "SELECT * FROM media_items WHERE source = 'immich' AND immich_asset_id IS NOT NULL ORDER BY created_at"
     )
@@ -170,6 +170,9 @@ def queue_missing(services: Services) -> dict[str, int]:
             continue
         export = _export(services, item, layout)
         if export is None:
+            if jobs.disabled_flags(settings, STEREO_TASK[item["kind"]]):
+                counts["stereo_off"] += 1
+                continue
             job = _queue(services, STEREO_TASK[item["kind"]], item, _stereo_parameters(settings, layout))
             counts["exports" if job else "busy"] += 1
             continue
@@ -269,6 +272,9 @@ class Writer:
         self.ctx.progress(0, 4, "checking Immich", force=True)
         row = self._current()
         if row is not None and row["sha256"] == sha256 and row["state"] == "done":
+            # Up to date (the export was made again with the same bytes): said so by the record's
+            # time, which `immich-writeback` compares with the export's.
+            row = self._update(row, state="done")
             removed = self._remove_superseded()
             return self._result(row, uploaded=False, replaced=removed)
         original = self._original()
