@@ -58,7 +58,7 @@ QUEUE_PRIORITY = (IMPORT_QUEUE, DEFAULT_QUEUE, BULK_QUEUE)
 class TaskSpec:
     name: str
     handler: str  # "module:function" taking a TaskContext, returning the job's result dict
-    media_kind: str | None  # photo | video | None (not tied to an item)
+    media_kind: str | None  # photo | video | None (not tied to an item, or to one kind: immich_writeback)
     flags: tuple[str, ...]  # every one must be on
     title: str
     queue: str = DEFAULT_QUEUE
