@@ -92,3 +92,17 @@ class ModelCache:
 
 
 model_cache = ModelCache()
+
+
+def import_libraries(*, depth: bool = True, segmentation: bool = True) -> None:
+    """Import torch and transformers (depth) and onnxruntime with rembg (segmentation), no weights.
+
+    A worker calls this before its first job: a job's time limit is a signal raised wherever the job
+    is, and raised inside a first ``import torch`` it can leave the module half-initialised and the
+    job stuck. Importing up front (seconds, once per process) keeps every limit on the job's work."""
+    if depth:
+        import torch  # noqa: F401
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation  # noqa: F401
+    if segmentation:
+        import onnxruntime  # noqa: F401
+        import rembg  # noqa: F401

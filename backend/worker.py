@@ -95,6 +95,18 @@ def schedule_immich_sync(services: Services) -> None:
     maybe_schedule_sync(services)
 
 
+def import_pipeline_libraries(services: Services) -> None:
+    """Import the enabled pipelines' libraries before taking jobs (``ai.models.import_libraries``):
+    a time limit that fired inside a first ``import torch`` could leave a job stuck as processing."""
+    s = services.settings
+    try:
+        from ai.models import import_libraries
+
+        import_libraries(depth=s.enable_depth, segmentation=s.enable_background_removal)
+    except Exception as exc:  # the job that needs them will fail with the reason
+        log.warning("could not import the pipelines' libraries: %s", exc)
+
+
 def preload_models(services: Services) -> None:
     """Load the enabled models before the first job so its time limit isn't spent loading."""
     s = services.settings
@@ -121,6 +133,7 @@ def run_worker(
     """Work until stopped. ``queues`` (default: all) names the queues to listen on; they are taken
     in priority order whatever order they are given in (see registry.QUEUE_PRIORITY)."""
     runner.set_services(services)
+    import_pipeline_libraries(services)
     if preload:
         preload_models(services)
     supervisor = Supervisor(services, reconcile_s=reconcile_s or 10.0)
