@@ -144,32 +144,34 @@ def cmd_immich_status(settings: Settings, args) -> int:
         services.close()
     last = last_started.isoformat(timespec="seconds") if last_started else "never"
     print(f"last successful import started: {last}")
-    print(_writeback_line(settings, writeback))
+    print(_writeback_line(writeback))
     print(f"running: {running['id']} ({running['status']})" if running else "running: none")
     for run in runs:
         print(_run_line(run))
     return 0
 
 
-def _writeback_line(settings: Settings, counts: dict[str, int]) -> str:
-    if settings.immich_write_back:
-        line = (
-            f"write-back: on ({settings.immich_write_back_format} into album {settings.immich_write_back_album!r}):"
-            f" {counts['done']} uploaded"
-        )
+def _writeback_line(state: dict) -> str:
+    """``state``: :func:`backend.immich.writeback.status`, which ``GET /api/immich/status`` shows too."""
+    if state["enabled"]:
+        line = f"write-back: on ({state['layout']} into album {state['album']!r}): {state['done']} uploaded"
     else:
-        line = f"write-back: off (IMMICH_WRITE_BACK=false); {counts['done']} uploads in Immich"
+        line = f"write-back: off (IMMICH_WRITE_BACK=false); {state['done']} uploads in Immich"
     extra = [
-        f"{counts[key]} {what}"
+        f"{state[key]} {what}"
         for key, what in (
             ("in_progress", "being uploaded"),
             ("superseded", "replaced, to be removed"),
             ("jobs_waiting", "jobs waiting"),
             ("jobs_failed", "failed (parallax jobs --task immich_writeback --status failed)"),
         )
-        if counts[key]
+        if state[key]
     ]
-    return line + (", " + ", ".join(extra) if extra else "")
+    if extra:
+        line += ", " + ", ".join(extra)
+    if state["last_failure"]:
+        line += f"; latest failure: {state['last_failure']['reason']}"
+    return line
 
 
 def cmd_immich_writeback(settings: Settings, args) -> int:

@@ -603,24 +603,50 @@ def undo(services: Services, *, force: bool = False, say: Callable[[str], None] 
     return report
 
 
-def status(services: Services) -> dict[str, int]:
-    """Counts for ``immich-status``: uploads done, in progress, waiting to be removed, jobs waiting."""
-    server = server_label(services.settings.immich_url)
+def status(services: Services) -> dict[str, Any]:
+    """Where write-back stands, for ``immich-status`` and ``GET /api/immich/status`` (one place):
+    the settings (on or off, album, layout), the album's id once found or created, uploads up to
+    date in Immich (``done``), in progress, replaced and waiting to be removed, write-back jobs
+    waiting or running, items whose latest write-back job failed and that latest failure (reason,
+    never the key: job errors never carry it). The counts are of the configured server's records,
+    so they say what is in Immich even with write-back turned off (until undone)."""
+    settings = services.settings
+    server = server_label(settings.immich_url)
     rows = services.db.fetchall(
         "SELECT state, count(*) AS n FROM immich_writebacks WHERE server_url = %s GROUP BY state", (server,)
     )
     counts = {r["state"]: r["n"] for r in rows}
+    album = services.db.fetchone(
+        "SELECT album_id FROM immich_writeback_albums WHERE server_url = %s AND name = %s ORDER BY created_at LIMIT 1",
+        (server, settings.immich_write_back_album),
+    )
     waiting = services.db.fetchrow(
         "SELECT count(*) AS n FROM processing_jobs WHERE task = %s AND status IN ('pending', 'queued', 'processing')",
         (TASK,),
     )["n"]
-    failed = services.db.fetchrow(
-        "SELECT count(*) AS n FROM latest_jobs WHERE task = %s AND status = 'failed'", (TASK,)
-    )["n"]
+    # An item's latest write-back job: a failure retried since (or made moot by a newer job) is not counted.
+    latest = services.db.fetchone(
+        "SELECT id, media_id, last_error, error_kind, finished_at, count(*) OVER () AS n FROM latest_jobs"
+        " WHERE task = %s AND status = 'failed' ORDER BY finished_at DESC NULLS LAST, created_at DESC LIMIT 1",
+        (TASK,),
+    )
     return {
+        "enabled": settings.immich_write_back,
+        "album": settings.immich_write_back_album,
+        "album_id": str(album["album_id"]) if album else None,
+        "layout": settings.immich_write_back_format,
         "done": counts.get("done", 0),
         "in_progress": counts.get("uploading", 0) + counts.get("uploaded", 0),
         "superseded": counts.get("superseded", 0),
         "jobs_waiting": waiting,
-        "jobs_failed": failed,
+        "jobs_failed": latest["n"] if latest else 0,
+        "last_failure": None
+        if latest is None
+        else {
+            "job_id": str(latest["id"]),
+            "media_id": str(latest["media_id"]) if latest["media_id"] else None,
+            "reason": latest["last_error"] or "failed (no reason recorded)",
+            "error_kind": latest["error_kind"],
+            "finished_at": latest["finished_at"],
+        },
     }
