@@ -533,8 +533,42 @@ class ImportRunList(Strict):
     runs: list[ImportRun] = Field(description="newest first")
 
 
+class ImmichWriteBackFailure(Strict):
+    """The newest failed write-back job (of those not retried since)."""
+
+    job_id: str
+    media_id: str | None = Field(description="the item whose 3D version was not written back")
+    reason: str = Field(description="the job's error, e.g. Immich's refusal (never the API key)")
+    error_kind: str | None = Field(description="immich (refused: fix, then retry), or how else it failed")
+    finished_at: str | None
+    url: str = Field(description="the job (GET; retry with POST .../retry)")
+
+
+class ImmichWriteBackOn(Strict):
+    """IMMICH_WRITE_BACK=true: the settings and how far the uploads are (as ``parallax immich-status``)."""
+
+    enabled: Literal[True]
+    album: str = Field(description="IMMICH_WRITE_BACK_ALBUM, the album the 3D versions go to")
+    album_id: str | None = Field(description="its Immich id, once found or created (null before the first upload)")
+    album_url: str | None = Field(description="the album in Immich's web app (without credentials), once known")
+    layout: str = Field(description="IMMICH_WRITE_BACK_FORMAT: full_sbs, half_sbs, tb or anaglyph")
+    uploaded: int = Field(description="3D versions in Immich, in the album and stacked: up to date")
+    in_progress: int = Field(description="uploads started whose album or stack step is still to do")
+    replaced: int = Field(description="old versions replaced by a changed result, still to be moved to the trash")
+    jobs_waiting: int = Field(description="write-back jobs pending, queued or running")
+    jobs_failed: int = Field(description="items whose latest write-back job failed")
+    last_failure: ImmichWriteBackFailure | None = Field(description="the newest of those failures; null: none")
+
+
+class ImmichWriteBackOff(Strict):
+    """IMMICH_WRITE_BACK is off."""
+
+    enabled: Literal[False]
+    enable_with: str = Field(description='what turns it on: "IMMICH_WRITE_BACK=true"')
+
+
 class ImmichStatus(Strict):
-    """Whether Immich is configured (never the key), the last and the running import."""
+    """Whether Immich is configured (never the key), the last and the running import, write-back."""
 
     configured: bool
     url: str | None = Field(description="IMMICH_URL without any user:password@ part")
@@ -547,6 +581,9 @@ class ImmichStatus(Strict):
     last_success_at: str | None = Field(description="start of the last successful import of the configured selection")
     last_run: ImportRun | None = Field(description="the newest finished run")
     running: ImportRun | None = Field(description="the run queued or running now")
+    write_back: ImmichWriteBackOn | ImmichWriteBackOff = Field(
+        description="IMMICH_WRITE_BACK: uploading each Immich item's 3D version into Immich (docs/immich.md)"
+    )
 
 
 class ImmichServerVersion(Strict):

@@ -74,6 +74,17 @@ def _wait_writebacks(client, worker, done: int, timeout: float = 240) -> list[di
         time.sleep(0.2)
 
 
+def _write_back(client, fake) -> dict:
+    """What GET /api/immich/status says about write-back (never the key)."""
+    answer = client.get("/api/immich/status")
+    assert answer.status_code == 200 and fake.api_key not in answer.get_data(as_text=True)
+    return answer.get_json()["write_back"]
+
+
+def _counts(state: dict) -> tuple:
+    return state["uploaded"], state["in_progress"], state["replaced"], state["jobs_waiting"], state["jobs_failed"]
+
+
 def _export(services, item_id: str) -> dict:
     row = services.db.fetchone(
         "SELECT * FROM derived_assets WHERE media_id = %s AND kind IN ('stereo', 'stereo_video') AND variant = 'full_sbs'",
@@ -139,6 +150,11 @@ def test_write_back_end_to_end(make_app, fake_immich, start_worker, services, ti
     assert {r["state"] for r in _records(services)} == {"done"} and len(_records(services)) == 3
     status = cli(settings, "immich-status")
     assert f"write-back: on (full_sbs into album '{ALBUM}'): 3 uploaded" in status.stdout, status.stdout
+    state = _write_back(client, fake)  # the web UI's Immich panel shows the same
+    album_id = fake.album_named(ALBUM)
+    assert (state["enabled"], state["album"], state["layout"], state["album_id"]) == (True, ALBUM, "full_sbs", album_id)
+    assert state["album_url"] == f"{fake.url}/albums/{album_id}"
+    assert _counts(state) == (3, 0, 0, 0, 0) and state["last_failure"] is None
     # Uploads name their bytes (x-immich-checksum) and carry no v2-only fields.
     posts = fake.calls("POST", "/api/assets")
     assert len(posts) == 3 and all(
@@ -200,6 +216,8 @@ def test_write_back_end_to_end(make_app, fake_immich, start_worker, services, ti
     assert again.returncode == 0 and "removed 0 uploads" in again.stdout, again.stdout
     status = cli(settings, "immich-status")
     assert "write-back: on (full_sbs into album 'Parallax 3D'): 0 uploaded" in status.stdout
+    state = _write_back(client, fake)
+    assert _counts(state) == (0, 0, 0, 0, 0) and (state["album_id"], state["album_url"]) == (None, None)
 
     # 6. Written back again after an undo: Immich still holds the bytes in its trash, answers
     # "duplicate", and the uploads come back out of the trash instead of being made twice.
@@ -220,6 +238,11 @@ def test_permissions_and_failures_never_upload_twice(make_app, fake_immich, star
     app = _app(make_app, fake, tiny_depth_model)
     client = app.test_client()
     settings = app.extensions["parallax"].settings
+    off = _app(make_app, fake, tiny_depth_model, immich_write_back=False).test_client()
+    assert _write_back(off, fake) == {"enabled": False, "enable_with": "IMMICH_WRITE_BACK=true"}
+    state = _write_back(client, fake)
+    assert state["enabled"] and state["album"] == ALBUM and state["album_id"] is None
+    assert _counts(state) == (0, 0, 0, 0, 0) and state["last_failure"] is None
 
     # The connection test names what write-back needs and the key lacks.
     fake.permissions = KEY_PERMISSIONS - {"asset.upload"}
@@ -254,11 +277,24 @@ def test_permissions_and_failures_never_upload_twice(make_app, fake_immich, star
     assert len(fake.uploads()) == 1 and photo.stack_id is None
     record = _records(services)[0]
     assert record["state"] == "uploaded" and record["asset_id"] == fake.uploads()[0].id
+    # The status (web UI and CLI) says so: uploaded but not stacked, one failure and its reason.
+    state = _write_back(client, fake)
+    assert _counts(state) == (0, 1, 0, 0, 1), state
+    failure = state["last_failure"]
+    assert (failure["job_id"], failure["reason"], failure["error_kind"]) == (job["id"], job["error"], "immich")
+    assert (failure["media_id"], failure["url"]) == (job["media_id"], job["url"])
+    status = cli(settings, "immich-status")
+    assert f"1 failed (parallax jobs --task immich_writeback --status failed); latest failure: {job['error']}" in (
+        status.stdout
+    ), status.stdout
     fake.permissions = KEY_PERMISSIONS
     assert client.post(f"/api/jobs/{job['id']}/retry").status_code == 202
     _wait_writebacks(client, worker, done=1)
     assert len(fake.calls("POST", "/api/assets")) == 1
     first = _assert_written_back(fake, services, [photo])[photo.id]
+    state = _write_back(client, fake)  # retried and done: the failure is gone
+    assert _counts(state) == (1, 0, 0, 0, 0) and state["last_failure"] is None
+    assert state["album_id"] == fake.album_named(ALBUM)
 
     # Immich down during a replacement: the job waits and retries (backoff), then replaces.
     item_id = items_by_asset(services)[photo.id]["id"]
@@ -273,6 +309,9 @@ def test_permissions_and_failures_never_upload_twice(make_app, fake_immich, star
         assert time.monotonic() < deadline, worker.log()[-4000:]
         time.sleep(0.2)
     assert "HTTP 503" in retrying[0]["error"] and retrying[0]["error_kind"] == "transient", retrying[0]
+    # Waiting out its 15 s backoff: the new version recorded (uploading), the old one replaced,
+    # the job waiting, no failure.
+    assert _counts(_write_back(client, fake)) == (0, 1, 1, 1, 0)
     _wait_writebacks(client, worker, done=2, timeout=120)
     second = _assert_written_back(fake, services, [photo])[photo.id]
     assert second.id != first.id and fake.assets[first.id].is_trashed
@@ -306,3 +345,17 @@ def test_v2_server_uploads_are_known_by_their_device(
     run = finished_run(client, start_import(client, mode="full"), worker)
     assert counts(run) == (2, 0, 1, 1, 0), run
     assert "device id is 'parallax'" in run["skips"][0]["reason"]
+
+
+def test_status_links_the_album_without_credentials(make_app, services):
+    url = "https://ann:s3cret@photos.example/api"
+    client = make_app(immich_url=url, immich_api_key="the-key", immich_write_back=True).test_client()
+    # The album as an earlier upload recorded it (found or created in Immich).
+    services.db.execute(
+        "INSERT INTO immich_writeback_albums (server_url, album_id, name, created) VALUES (%s, %s, %s, true)",
+        ("https://photos.example", "a1b2", ALBUM),
+    )
+    answer = client.get("/api/immich/status")
+    assert "s3cret" not in answer.get_data(as_text=True) and "the-key" not in answer.get_data(as_text=True)
+    state = answer.get_json()["write_back"]
+    assert (state["album_id"], state["album_url"]) == ("a1b2", "https://photos.example/albums/a1b2")

@@ -128,6 +128,20 @@ def test_every_immich_and_pairing_operation_is_generated_from_the_models(spec):
     )
     assert status["properties"]["server"]["type"] == "null"
     assert {"configured", "url", "removed_assets", "last_success_at"} <= set(status["required"])
+    # write_back: on (settings and counts) or off (only what turns it on), unknown fields refused.
+    write_back = status["properties"]["write_back"]
+    assert "write_back" in status["required"]
+    assert [spec.ref_name(o) for o in write_back["anyOf"]] == ["ImmichWriteBackOn", "ImmichWriteBackOff"]
+    on, off = (spec.resolve(o) for o in write_back["anyOf"])
+    assert on["additionalProperties"] is False and off["additionalProperties"] is False
+    assert (on["properties"]["enabled"]["const"], off["properties"]["enabled"]["const"]) == (True, False)
+    assert set(off["required"]) == {"enabled", "enable_with"}
+    for field in ("album", "layout", "uploaded", "jobs_waiting", "jobs_failed", "last_failure"):
+        assert field in on["required"], field
+    for nullable in ("album_id", "album_url", "last_failure"):
+        assert spec.nullable(on["properties"][nullable]), nullable
+    failure = spec.resolve(next(o for o in on["properties"]["last_failure"]["anyOf"] if "$ref" in o))
+    assert {"job_id", "media_id", "reason", "url"} <= set(failure["required"])
     tested = spec.response("/api/immich/test", "post", "200")
     assert set(tested["required"]) == {
         "ok",

@@ -1,4 +1,4 @@
-"""Immich: connection status and test, starting imports, following their progress.
+"""Immich: connection status and test, starting imports, following their progress, write-back's state.
 
 The API key never appears in any answer: only whether Immich is configured and its URL (without
 any ``user:password@`` part).
@@ -14,7 +14,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from backend import jobs
 from backend.api.common import api_error, services
-from backend.immich import importer
+from backend.immich import importer, writeback
 from backend.immich.client import (
     ImmichAuthError,
     ImmichConnectionError,
@@ -89,13 +89,42 @@ def _run_with_job(run: dict | None) -> dict | None:
     return run_json(run, job)
 
 
+def write_back_json(svc) -> dict[str, Any]:
+    """Write-back's state as ``parallax immich-status`` shows it (:func:`writeback.status`); off:
+    only what turns it on."""
+    if not svc.settings.immich_write_back:
+        return {"enabled": False, "enable_with": "IMMICH_WRITE_BACK=true"}
+    state = writeback.status(svc)
+    base = svc.settings.immich_web_url  # never with the credentials IMMICH_URL may carry
+    failure = state["last_failure"]
+    return {
+        "enabled": True,
+        "album": state["album"],
+        "album_id": state["album_id"],
+        "album_url": f"{base}/albums/{state['album_id']}" if base and state["album_id"] else None,
+        "layout": state["layout"],
+        "uploaded": state["done"],
+        "in_progress": state["in_progress"],
+        "replaced": state["superseded"],
+        "jobs_waiting": state["jobs_waiting"],
+        "jobs_failed": state["jobs_failed"],
+        "last_failure": None
+        if failure is None
+        else {
+            **failure,
+            "finished_at": _iso(failure["finished_at"]),
+            "url": f"/api/jobs/{failure['job_id']}",
+        },
+    }
+
+
 def _not_configured():
     return api_error(400, "immich_not_configured", importer.not_configured_message(services().settings))
 
 
 @bp.get(
     "/api/immich/status",
-    summary="Whether Immich is configured (never the key), the last and the running import",
+    summary="Whether Immich is configured (never the key), the last and the running import, write-back's state",
     responses={200: ImmichStatus},
 )
 def status():
@@ -120,6 +149,7 @@ def status():
         last_success_at=_iso(last_success),
         last_run=_run_with_job(last),
         running=_run_with_job(running),
+        write_back=write_back_json(svc),
     )
 
 
