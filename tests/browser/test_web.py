@@ -423,6 +423,49 @@ def test_navigation_immich_link_phone_layout_and_features_panel(make_app, browse
             phone.close()
 
 
+def test_immich_panel_shows_write_back(make_app, services, page, tmp_path):
+    immich = {"immich_url": "https://ann:s3cret@photos.example/api", "immich_api_key": "not-shown"}
+    features_off = {"enable_depth": False, "enable_background_removal": False}
+    with serve(make_app(**immich, **features_off)) as url:
+        page.goto(url + "/")
+        line = page.locator("#immich-writeback:not([hidden])")
+        line.wait_for()
+        assert line.inner_text() == "Write-back to Immich: off (IMMICH_WRITE_BACK=true to turn it on)"
+
+    # On: two 3D versions in Immich, one item whose upload failed (as the worker records them).
+    services.db.execute("TRUNCATE immich_writeback_albums")
+    with serve(make_app(**immich, **features_off, immich_write_back=True)) as url:
+        items = [_api_upload(url, make_photo(tmp_path / f"{n}.jpg", seed=n))["item"]["id"] for n in range(3)]
+        server = "https://photos.example"
+        services.db.execute(
+            "INSERT INTO immich_writeback_albums (server_url, album_id, name, created) VALUES (%s, 'a1b2', %s, true)",
+            (server, "Parallax 3D"),
+        )
+        for n, item_id in enumerate(items[:2]):
+            services.db.execute(
+                "INSERT INTO immich_writebacks (id, media_id, server_url, original_asset_id, kind, layout, state,"
+                " sha256, checksum, filename, asset_id, album_id, stack_id) VALUES (gen_random_uuid(), %s, %s, %s,"
+                " 'stereo', 'full_sbs', 'done', %s, %s, %s, %s, 'a1b2', %s)",
+                (item_id, server, f"orig{n}", f"{n:064x}", f"sum{n}", f"{n}_LRF_Full_SBS.jpg", f"up{n}", f"st{n}"),
+            )
+        reason = "Immich write-back failed: the API key lacks the permission stack.create"
+        services.db.execute(
+            "INSERT INTO processing_jobs (id, media_id, task, status, attempts, last_error, error_kind, finished_at)"
+            " VALUES (gen_random_uuid(), %s, 'immich_writeback', 'failed', 1, %s, 'immich', now())",
+            (items[2], reason),
+        )
+        page.goto(url + "/")
+        line = page.locator("#immich-writeback[data-enabled='true']")
+        line.wait_for()
+        assert line.inner_text() == (
+            f"Write-back to Immich: on — 2 uploaded to album 'Parallax 3D' (Full SBS), 1 failed: {reason} (item)"
+        )
+        assert line.locator("a", has_text="Parallax 3D").get_attribute("href") == f"{server}/albums/a1b2"
+        assert line.locator("a", has_text="item").get_attribute("href") == f"/items/{items[2]}"
+        assert "s3cret" not in page.locator("#immich-panel").inner_html()
+    services.db.execute("TRUNCATE immich_writeback_albums")
+
+
 def test_results_of_other_kinds_get_a_preview_and_a_download(make_app, services, page, tmp_path):
     """A result kind without a panel of its own (an RGB-D video, as the depth_video task stores it)."""
     from backend.tasks.context import TaskContext

@@ -20,6 +20,8 @@ const state = {
   cards: new Map(), // media id -> card element, so polling updates in place (no thumbnail reloads)
   uploadsInFlight: 0,
   immichRunning: false,
+  writeBackOn: false,
+  writeBackBusy: false, // write-back jobs waiting or running: the Immich panel's counts move
   pollTimer: null,
 };
 
@@ -370,13 +372,14 @@ function wireLibraryControls() {
 
 // ---------------------------------------------------------------- polling
 
-/** Poll every 2 s only while something is moving: jobs, uploads or an Immich import. */
+/** Poll every 2 s only while something is moving: jobs, uploads, an Immich import or write-back. */
 function schedulePoll() {
   clearTimeout(state.pollTimer);
-  const busy = state.items.some(isBusy) || state.uploadsInFlight > 0 || state.immichRunning;
+  const busy = state.items.some(isBusy) || state.uploadsInFlight > 0 || state.immichRunning || state.writeBackBusy;
   if (!busy) return;
   state.pollTimer = setTimeout(async () => {
-    if (state.immichRunning) await refreshImmich();
+    // Write-back jobs start when an item's 3D version is made: its counts move while items are busy.
+    if (state.immichRunning || state.writeBackBusy || (state.writeBackOn && state.items.some(isBusy))) await refreshImmich();
     await refreshLibrary();
   }, POLL_INTERVAL_MS);
 }
@@ -397,6 +400,38 @@ function runFraction(run) {
   return total ? Math.min(1, (done || 0) / total) : null;
 }
 
+const STEREO_LAYOUT_LABELS = { full_sbs: 'Full SBS', half_sbs: 'Half SBS', tb: 'Top-Bottom', anaglyph: 'anaglyph' };
+
+/** "Write-back to Immich: on — 12 uploaded to album 'Parallax 3D' (Full SBS), 2 waiting, 1 failed: <reason>". */
+function describeWriteBack(writeBack) {
+  if (!writeBack.enabled) {
+    return [`Write-back to Immich: off (${writeBack.enable_with} to turn it on)`];
+  }
+  const album = writeBack.album_url
+    ? h('a', { href: writeBack.album_url, target: '_blank', rel: 'noopener' }, `'${writeBack.album}'`)
+    : `'${writeBack.album}'`;
+  const layout = STEREO_LAYOUT_LABELS[writeBack.layout] || writeBack.layout;
+  const parts = [`Write-back to Immich: on — ${writeBack.uploaded} uploaded to album `, album, ` (${layout})`];
+  for (const [count, what] of [
+    [writeBack.in_progress, 'being uploaded'],
+    [writeBack.jobs_waiting, 'waiting'],
+    [writeBack.replaced, 'old versions to remove'],
+  ]) {
+    if (count) parts.push(`, ${count} ${what}`);
+  }
+  const failure = writeBack.last_failure;
+  if (writeBack.jobs_failed) {
+    parts.push(', ', h('span', { class: 'writeback-failed' }, `${writeBack.jobs_failed} failed`));
+    if (failure) {
+      parts.push(`: ${failure.reason}`);
+      if (failure.media_id) {
+        parts.push(' (', h('a', { href: `/items/${encodeURIComponent(failure.media_id)}` }, 'item'), ')');
+      }
+    }
+  }
+  return parts;
+}
+
 async function refreshImmich() {
   const statusEl = document.getElementById('immich-status');
   const progressEl = document.getElementById('immich-progress');
@@ -410,13 +445,22 @@ async function refreshImmich() {
   }
   const panel = document.getElementById('immich-panel');
   panel.dataset.configured = String(Boolean(status.configured));
+  const writeBackEl = document.getElementById('immich-writeback');
   if (!status.configured) {
     statusEl.textContent = 'Not configured. Set IMMICH_URL and IMMICH_API_KEY on the server to import your library.';
     buttons.forEach((button) => { button.disabled = true; });
     progressEl.hidden = true;
+    writeBackEl.hidden = true;
     state.immichRunning = false;
+    state.writeBackOn = false;
+    state.writeBackBusy = false;
     return;
   }
+  writeBackEl.dataset.enabled = String(status.write_back.enabled);
+  writeBackEl.replaceChildren(...describeWriteBack(status.write_back));
+  writeBackEl.hidden = false;
+  state.writeBackOn = status.write_back.enabled;
+  state.writeBackBusy = Boolean(status.write_back.enabled && status.write_back.jobs_waiting);
   showImmichLink(status);
   const url = status.public_url || status.url;
   const running = status.running;
