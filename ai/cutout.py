@@ -256,12 +256,18 @@ def _encoder_args(kind: str, info: MediaInfo) -> tuple[list[str], list[str], lis
     return video, audio, ["-movflags", "+faststart"], "mp4"
 
 
-def _encoder_graph(info: MediaInfo, rate: str, size: tuple[int, int], background: tuple[int, int, int] | None) -> str:
-    """ffmpeg filter graph of the encoder: input 0 is our matte stream (gray, model size, one frame
-    per output frame), input 1 the source file. The colour comes straight from the source, resampled
-    to ``rate`` by timestamp exactly as our decoder resampled it, so frame k of both streams is the
-    same source frame; the matte is scaled to the output size and becomes its alpha. Nothing at full
-    resolution passes through Python."""
+def _encoder_graph(
+    info: MediaInfo,
+    rate: str,
+    size: tuple[int, int],
+    background: tuple[int, int, int] | None,
+    matte_size: tuple[int, int] | None = None,
+) -> str:
+    """ffmpeg filter graph of the encoder: input 0 is our matte stream (gray, ``matte_size``, one
+    frame per output frame), input 1 the source file. The colour comes straight from the source,
+    resampled to ``rate`` by timestamp exactly as our decoder resampled it, so frame k of both streams
+    is the same source frame; the matte is scaled to the output size (when it is not already) and
+    becomes its alpha. The colour never passes through Python."""
     from ai.frames import constant_rate_filters
 
     width, height = size
@@ -271,7 +277,11 @@ def _encoder_graph(info: MediaInfo, rate: str, size: tuple[int, int], background
     if (width, height) != (info.width, info.height):
         colour.append(f"scale={width}:{height}:flags=bicubic")
     graph = f"[1:{stream if stream is not None else 'v:0'}]{','.join(colour)}[colour];"
-    graph += f"[0:v]scale={width}:{height}:flags=bilinear[alpha];[colour][alpha]alphamerge"
+    if matte_size is not None and tuple(matte_size) == (width, height):
+        graph += "[0:v]null[alpha];"
+    else:
+        graph += f"[0:v]scale={width}:{height}:flags=bilinear[alpha];"
+    graph += "[colour][alpha]alphamerge"
     if (even_w, even_h) != (width, height):  # 4:2:0 chroma needs even sizes: transparent padding
         graph += f",format=rgba,pad={even_w}:{even_h}:0:0:color=black@0"
     if background is not None:
@@ -358,25 +368,43 @@ def video_cutout(
     if not hasattr(segmenter, "predict_batch"):
         raise TypeError("video cut-outs need a segmentation model with predict_batch (ai.segmentation)")
     segmenter.load()
-    matte_size = int(segmenter.input_size)
+    model_size = int(segmenter.input_size)
+    # Mattes are stretched, smoothed and piped at the smaller of the model's size and the output's:
+    # for a 640x360 video and a 1024x1024 model that is 4.5 times fewer pixels per frame.
+    matte_w, matte_h = (out_w, out_h) if out_w * out_h < model_size * model_size else (model_size, model_size)
 
     stop = threading.Event()
-    inputs: queue.Queue = queue.Queue(maxsize=2)  # preprocessed batches waiting for the model
+    # Model inputs are written into a few reused buffers (one being filled, one waiting, one in the
+    # model): `free` hands them back once the model has run, and bounds how far decoding runs ahead.
+    free: queue.Queue = queue.Queue()
+    for _ in range(3):
+        free.put(np.empty((batch_size, 3, model_size, model_size), np.float32))
+    inputs: queue.Queue = queue.Queue()  # preprocessed batches waiting for the model
     outputs: queue.Queue = queue.Queue(maxsize=2)  # raw predictions waiting for the writer
-    frames = iter_video_frames(src, size=(matte_size, matte_size), rate=rate, planar=True)
+    frames = iter_video_frames(src, size=(model_size, model_size), rate=rate, planar=True)
+
+    def take_buffer() -> np.ndarray:
+        while True:
+            if stop.is_set():
+                raise _Stop()
+            try:
+                return free.get(timeout=0.1)
+            except queue.Empty:
+                continue
 
     def decode() -> None:
         try:
-            batch: list[np.ndarray] = []
+            pixels = np.empty((batch_size, 3, model_size, model_size), np.uint8)
+            filled = 0
             for frame in frames:
-                batch.append(frame.image)
-                if len(batch) == batch_size:
-                    pixels = np.stack(batch)
-                    _put(inputs, (pixels, segmenter.preprocess(pixels)), stop)
-                    batch = []
-            if batch:
-                pixels = np.stack(batch)
-                _put(inputs, (pixels, segmenter.preprocess(pixels)), stop)
+                pixels[filled] = frame.image
+                filled += 1
+                if filled == batch_size:
+                    _put(inputs, (pixels, segmenter.preprocess(pixels, out=take_buffer())), stop)
+                    pixels = np.empty_like(pixels)  # the writer still reads this batch (uniform frames)
+                    filled = 0
+            if filled:
+                _put(inputs, (pixels[:filled], segmenter.preprocess(pixels[:filled], out=take_buffer())), stop)
             _put(inputs, _END, stop)
         except _Stop:
             pass
@@ -390,9 +418,10 @@ def video_cutout(
 
     video_args, audio_args, muxer_args, container = _encoder_args(kind, info)
     cmd = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-    cmd += ["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{matte_size}x{matte_size}", "-framerate", rate]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{matte_w}x{matte_h}", "-framerate", rate]
     cmd += ["-i", "pipe:0", "-i", str(src)]
-    cmd += ["-filter_complex", _encoder_graph(info, rate, (out_w, out_h), bg_rgb), "-map", "[video]"]
+    graph = _encoder_graph(info, rate, (out_w, out_h), bg_rgb, (matte_w, matte_h))
+    cmd += ["-filter_complex", graph, "-map", "[video]"]
     cmd += video_args
     if info.has_audio:
         # No -shortest: the audio keeps its own length, exactly as in the source file.
@@ -416,14 +445,14 @@ def video_cutout(
                 if item is _END:
                     return
                 raw, pixels = item
-                mattes = segmenter.postprocess(raw, pixels)
+                mattes = segmenter.postprocess(raw, pixels, size=(matte_w, matte_h))
                 for alpha, flat in zip(mattes.alpha, mattes.flat):
                     if flat and previous is not None:
                         alpha = previous  # a flash or a fade: nothing to separate, keep the subject
                     previous = alpha
                     alpha = smoother(alpha)
                     written.coverage += float((alpha >= 0.5).mean())
-                    encoder_in.write(_alpha_u8(alpha).tobytes())
+                    encoder_in.write(_alpha_u8(alpha))
         except BaseException as exc:
             written.error = exc
 
@@ -461,6 +490,7 @@ def video_cutout(
                 raise item
             pixels, batch = item
             raw = segmenter.run(batch)
+            free.put(batch.base if batch.base is not None else batch)  # the model is done with it
             try:
                 while writer_thread.is_alive():
                     try:

@@ -263,6 +263,18 @@ def onnx_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def _session_options():
+    """ONNX Runtime options for our sessions. No spin-waiting: by default ORT's intra-op threads
+    spin between operators, which on a few cores takes the CPU from the decoder, the matte work and
+    ffmpeg that run beside the model in a video cut-out (measured: see docs/performance.md)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
 def _as_pil_rgb(image: ImageInput) -> Image.Image:
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
@@ -280,7 +292,7 @@ def _as_pil_rgb(image: ImageInput) -> Image.Image:
 class Mattes:
     """Mattes of a batch at the model's input size."""
 
-    alpha: np.ndarray  # N x S x S float32 in 0..1 (1 = subject), never NaN
+    alpha: np.ndarray  # N x H x W float32 in 0..1 (1 = subject), never NaN; model size unless asked
     # N bools: the frame was uniform or the model separated nothing in it (a flash, a fade to black).
     # Its alpha is then 0 (no subject: what rembg's stretching gave, without its NaN); a video keeps
     # its previous matte instead.
@@ -319,7 +331,7 @@ class SegmentationModel(InferenceModel):
         download_segmentation_model(self.model_name, self.model_dir)
         self.providers = onnx_providers(self.device)
         try:
-            self.session = new_session(self.model_name, providers=self.providers)
+            self.session = new_session(self.model_name, providers=self.providers, sess_opts=_session_options())
         except Exception as exc:  # a corrupt/truncated file: onnxruntime cannot parse it
             raise ModelUnavailableError(
                 f"segmentation model {self.model_name!r} could not be loaded from "
@@ -335,16 +347,27 @@ class SegmentationModel(InferenceModel):
         except Exception:  # pragma: no cover - informational only
             pass
 
-    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+    def preprocess(self, pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """N x 3 x S x S uint8 planar RGB -> float32 model input, normalised as the model was trained
-        (rembg's ``normalize``: divide by each frame's maximum, then mean/std per channel)."""
+        (rembg's ``normalize``: divide by each frame's maximum, then mean/std per channel).
+
+        ``out`` (N x 3 x S x S float32 or larger along N) is filled and returned instead of a new
+        array: a video cut-out reuses a few buffers, because a fresh 12 MB per 1024x1024 frame costs
+        more in page faults than the arithmetic."""
         count = pixels.shape[0]
         peak = np.maximum(pixels.reshape(count, -1).max(axis=1).astype(np.float32), 1e-6)
         mean = np.asarray(self.info.mean, np.float32)
         std = np.asarray(self.info.std, np.float32)
         scale = 1.0 / (peak[:, None] * std[None, :])  # N x 3
-        out = np.multiply(pixels, scale[:, :, None, None], dtype=np.float32)
-        out -= (mean / std)[None, :, None, None]
+        offset = mean / std
+        out = np.empty(pixels.shape, np.float32) if out is None else out[:count]
+        # Plane by plane, in place: a cast then two in-place passes, no temporaries.
+        for frame in range(count):
+            for channel in range(pixels.shape[1]):
+                plane = out[frame, channel]
+                plane[...] = pixels[frame, channel]
+                plane *= scale[frame, channel]
+                plane -= offset[channel]
         return out
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
@@ -358,9 +381,15 @@ class SegmentationModel(InferenceModel):
             [session.run(None, {self._input_name: inputs[i : i + 1]})[0][:, 0] for i in range(inputs.shape[0])]
         )
 
-    def postprocess(self, raw: np.ndarray, pixels: np.ndarray | None = None) -> Mattes:
+    def postprocess(
+        self, raw: np.ndarray, pixels: np.ndarray | None = None, size: tuple[int, int] | None = None
+    ) -> Mattes:
         """Raw predictions -> mattes: stretched to 0..1 per frame as rembg does, with no division by
-        zero on a frame that separates nothing (``pixels``, when given, marks uniform frames too)."""
+        zero on a frame that separates nothing (``pixels``, when given, marks uniform frames too).
+
+        ``size`` (width, height): mattes at that size instead of the model's (bilinear, as a video
+        encoder would scale them). The stretch is linear per frame, so it is applied after resizing:
+        the same matte, with the per-pixel work done on the smaller of the two sizes."""
         pred = np.asarray(raw, dtype=np.float32)
         if self.info.logits:
             pred = (1.0 / (1.0 + np.exp(-pred))).astype(np.float32, copy=False)
@@ -374,7 +403,16 @@ class SegmentationModel(InferenceModel):
             flat |= (as_rows.max(axis=1).astype(np.int16) - as_rows.min(axis=1)) <= UNIFORM_FRAME_LEVELS
         # One pass over the pixels: (pred - low) * (1 / span), flat frames multiplied by 0.
         gain = np.where(flat, 0.0, 1.0 / np.where(flat, 1.0, span)).astype(np.float32)
-        alpha = np.subtract(pred, np.where(np.isfinite(low), low, 0.0)[:, None, None])
+        offset = np.where(np.isfinite(low), low, 0.0).astype(np.float32)
+        if size is not None and tuple(size) != pred.shape[:0:-1]:
+            width, height = size
+            alpha = np.empty((count, height, width), np.float32)
+            for i in range(count):
+                plane = Image.fromarray(np.ascontiguousarray(pred[i]), "F")
+                alpha[i] = np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR))
+            alpha -= offset[:, None, None]
+        else:
+            alpha = np.subtract(pred, offset[:, None, None])
         alpha *= gain[:, None, None]
         if not (np.isfinite(low).all() and np.isfinite(high).all()):  # a NaN or inf in the output
             np.nan_to_num(alpha, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
