@@ -452,7 +452,7 @@ def video_cutout(
                     previous = alpha
                     alpha = smoother(alpha)
                     written.coverage += float((alpha >= 0.5).mean())
-                    encoder_in.write(_alpha_u8(alpha))
+                    encoder_in.write(_alpha_u8(alpha).data)  # the buffer itself, no bytes copy
         except BaseException as exc:
             written.error = exc
 
