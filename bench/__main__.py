@@ -207,9 +207,11 @@ def bench_cutout_all(args, work: Path) -> list[dict]:
                             "webm_fps",
                             "webm_vs_ffmpeg",
                             "webm_overhead_vs_ffmpeg",
+                            "webm_free_vs_same",
                             "mp4_fps",
                             "mp4_vs_ffmpeg",
                             "mp4_overhead_vs_ffmpeg",
+                            "mp4_free_vs_same",
                         )
                     },
                 }
