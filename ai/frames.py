@@ -337,7 +337,7 @@ def _read_exact(pipe, size: int) -> np.ndarray:
     """Exactly ``size`` bytes from the pipe (fewer only at its end), as a fresh writable uint8 array
     that belongs to the caller, who may modify it in place. Not zero-filled first: the pipe fills it."""
     buffer = np.empty(size, np.uint8)
-    view = memoryview(buffer)
+    view = buffer.data
     filled = 0
     while filled < size:
         read = pipe.readinto(view[filled:])
