@@ -49,7 +49,6 @@ _TRUNCATED = re.compile(
     rb"moov atom not found|End of file while parsing",
     re.I,
 )
-_GBR_TO_RGB = [2, 0, 1]
 _STDERR_TAIL_LINES = 40
 _TIME_WAIT_SECONDS = 60.0
 # Interval sampling names the chosen frames' times in ffmpeg's select expression; beyond this many
@@ -245,6 +244,10 @@ def _run_ffmpeg(
     # mid-stream still yields frames of the size we read.
     stream = stream.filter("showinfo").filter("scale", width, height, flags="bicubic")
     # gbrp: ffmpeg's planar RGB (planes in G, B, R order), for consumers that work per channel.
+    # shuffleplanes puts them in R, G, B order inside ffmpeg (it swaps plane pointers, no copy), so
+    # the frame we read is already the model's channel order.
+    if planar:
+        stream = stream.filter("shuffleplanes", 2, 0, 1)
     output_options: dict[str, Any] = {
         "format": "rawvideo",
         "pix_fmt": "gbrp" if planar else "rgb24",
@@ -287,7 +290,7 @@ def _run_ffmpeg(
                 pts_time = float("nan")
             count += 1
             if planar:
-                image = buf.reshape(3, height, width)[_GBR_TO_RGB]
+                image = buf.reshape(3, height, width)  # R, G, B planes (shuffleplanes)
             else:
                 image = buf.reshape(height, width, 3)
             progress(count, total, f"{stage} {count}/{total if total else '?'}")
