@@ -343,9 +343,10 @@ def main(argv: list[str] | None = None) -> int:
             row = bench_model(name, photo, video, args.photo_runs, work, args.repeats)
             rows.append({**row, "video": f"{size[0]}x{size[1]}, {seconds:g} s"})
     load = max(load_before, os.getloadavg()[0])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     busy = (
-        f"1-minute load average up to {load:.1f} during the run "
-        f"({'the CPU was shared with other work: expect noise of 30% or more' if load > 1.5 else 'quiet machine'})"
+        f"1-minute load average up to {load:.1f} during the run on {cores} cores (the benchmark's own "
+        "ffmpeg processes and threads keep about 2 busy; more than that means other work shared the CPU)"
     )
     args.note = f"{busy}. {args.note}" if args.note else busy
     table = markdown(
