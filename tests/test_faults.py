@@ -208,8 +208,11 @@ def test_worker_rides_out_a_redis_outage(stack, servers, start_worker, tiny_dept
     assert worker.proc.poll() is None
     final = _db_job(app, job["id"])
     assert final["status"] == "completed" and final["attempts"] == 1
-    assets = app.extensions["parallax"].db.fetchall("SELECT kind FROM derived_assets ORDER BY kind")
-    assert [a["kind"] for a in assets] == ["depth", "depth_frames"]
+    kinds = [a["kind"] for a in app.extensions["parallax"].db.fetchall("SELECT kind FROM derived_assets")]
+    # The video's depth frames and the photo's depth map, once each. The video's RGB-D video job
+    # (queued behind them) may have finished too by now: whether it has is timing, not the point.
+    assert kinds.count("depth_frames") == 1 and kinds.count("depth") == 1, kinds
+    assert set(kinds) <= {"depth", "depth_frames", "depth_video"} and len(kinds) == len(set(kinds)), kinds
 
 
 def test_worker_keeps_a_finished_result_through_a_database_outage(
