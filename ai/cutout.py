@@ -400,11 +400,13 @@ def video_cutout(
                 pixels[filled] = frame.image
                 filled += 1
                 if filled == batch_size:
-                    _put(inputs, (pixels, segmenter.preprocess(pixels, out=take_buffer())), stop)
+                    buffer = take_buffer()
+                    _put(inputs, (pixels, buffer, segmenter.preprocess(pixels, out=buffer)), stop)
                     pixels = np.empty_like(pixels)  # the writer still reads this batch (uniform frames)
                     filled = 0
             if filled:
-                _put(inputs, (pixels[:filled], segmenter.preprocess(pixels[:filled], out=take_buffer())), stop)
+                buffer = take_buffer()
+                _put(inputs, (pixels[:filled], buffer, segmenter.preprocess(pixels[:filled], out=buffer)), stop)
             _put(inputs, _END, stop)
         except _Stop:
             pass
@@ -488,9 +490,9 @@ def video_cutout(
                 break
             if isinstance(item, BaseException):
                 raise item
-            pixels, batch = item
+            pixels, buffer, batch = item
             raw = segmenter.run(batch)
-            free.put(batch.base if batch.base is not None else batch)  # the model is done with it
+            free.put(buffer)  # the model is done with it
             try:
                 while writer_thread.is_alive():
                     try:
