@@ -14,6 +14,7 @@ from backend.api.media import get_item_or_404
 from backend.api.results import _asset, _send_asset, missing_result
 from backend.schemas import Asset, Error, ItemPath, ResultQueued, StereoQuery, binary
 from backend.serializers import asset_json, job_json
+from backend.tasks.stereo import EXPORT_KIND, EXPORT_TASK, stereo_parameters
 
 bp = APIBlueprint("vr", __name__, abp_tags=[Tag(name="vr", description="RGB-D video and stereo exports")])
 
@@ -44,7 +45,6 @@ def depth_video(path: ItemPath):
 
 def _stereo_request() -> dict:
     from ai.stereo import STEREO_FORMATS
-    from backend.tasks.stereo import stereo_parameters
 
     fmt = (request.args.get("format") or "full_sbs").strip().lower()
     if fmt not in STEREO_FORMATS:
@@ -54,7 +54,7 @@ def _stereo_request() -> dict:
 
 def _stereo_task(item: dict) -> tuple[str, str]:
     """(task, stored asset kind) of a stereo export of this item."""
-    return ("stereo", "stereo") if item["kind"] == "photo" else ("video_stereo", "stereo_video")
+    return EXPORT_TASK[item["kind"]], EXPORT_KIND[item["kind"]]
 
 
 @bp.get(

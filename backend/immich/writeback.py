@@ -51,6 +51,7 @@ from backend.immich.client import (
 from backend.immich.importer import is_configured, make_client, server_label
 from backend.services import Services
 from backend.settings import Settings
+from backend.tasks.stereo import EXPORT_KIND, EXPORT_TASK, stereo_parameters
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,11 @@ DEVICE_ID = "parallax"
 ALBUM_DESCRIPTION = "3D versions of your photos and videos, made by Parallax"
 # Serialises "find the album, else create it" across workers, so two uploads never make two albums.
 ALBUM_LOCK_ID = 7_231_007
-# Stereo export task and stored result kind, per item kind.
-STEREO_TASK = {"photo": "stereo", "video": "video_stereo"}
-STEREO_KIND = {"photo": "stereo", "video": "stereo_video"}
 # A result replaced while it was being uploaded is uploaded again, at most this many times per job.
 MAX_ROUNDS = 3
 DELETE_BATCH = 100
+# The records of one original's 3D versions in one layout (a new version supersedes the last).
+_VERSIONS = "server_url = %s AND original_asset_id = %s AND kind = %s AND layout = %s"
 
 
 class WritebackError(PipelineError):
@@ -116,13 +116,11 @@ def _queue(services: Services, task: str, item: dict, parameters: dict) -> dict 
 def _export(services: Services, item: dict, layout: str) -> dict | None:
     return services.db.fetchone(
         "SELECT * FROM derived_assets WHERE media_id = %s AND kind = %s AND variant = %s",
-        (item["id"], STEREO_KIND[item["kind"]], layout),
+        (item["id"], EXPORT_KIND[item["kind"]], layout),
     )
 
 
 def _stereo_parameters(settings: Settings, layout: str) -> dict:
-    from backend.tasks.stereo import stereo_parameters
-
     return stereo_parameters(settings, {"format": layout})
 
 
@@ -139,7 +137,7 @@ def after_job(services: Services, job: dict) -> dict | None:
     if item is None or item_reason(item, settings) is not None:
         return None
     layout = settings.immich_write_back_format
-    if task == STEREO_TASK[item["kind"]]:
+    if task == EXPORT_TASK[item["kind"]]:
         made = str((job.get("parameters") or {}).get("format") or "full_sbs")
         if made == layout:
             return _queue(services, TASK, item, {"format": layout})
@@ -149,7 +147,7 @@ def after_job(services: Services, job: dict) -> dict | None:
         return None
     if task == depth_task_for_stereo(item["kind"], settings):
         # New depth (a new item, or its original changed): the 3D version is made again from it.
-        return _queue(services, STEREO_TASK[item["kind"]], item, _stereo_parameters(settings, layout))
+        return _queue(services, EXPORT_TASK[item["kind"]], item, _stereo_parameters(settings, layout))
     return None
 
 
@@ -170,15 +168,14 @@ def queue_missing(services: Services) -> dict[str, int]:
             continue
         export = _export(services, item, layout)
         if export is None:
-            if jobs.disabled_flags(settings, STEREO_TASK[item["kind"]]):
+            if jobs.disabled_flags(settings, EXPORT_TASK[item["kind"]]):
                 counts["stereo_off"] += 1
                 continue
-            job = _queue(services, STEREO_TASK[item["kind"]], item, _stereo_parameters(settings, layout))
+            job = _queue(services, EXPORT_TASK[item["kind"]], item, _stereo_parameters(settings, layout))
             counts["exports" if job else "busy"] += 1
             continue
         done = services.db.fetchone(
-            "SELECT 1 FROM immich_writebacks WHERE server_url = %s AND original_asset_id = %s AND kind = %s"
-            " AND layout = %s AND state = 'done' AND updated_at >= %s",
+            f"SELECT 1 FROM immich_writebacks WHERE {_VERSIONS} AND state = 'done' AND updated_at >= %s",
             (server, item["immich_asset_id"], export["kind"], layout, export["created_at"]),
         )
         if done is not None:
@@ -239,8 +236,9 @@ class Writer:
         self.item: dict = ctx.media
         self.server = server_label(self.settings.immich_url) or ""
         self.layout = str(ctx.param("format", self.settings.immich_write_back_format))
-        self.kind = STEREO_KIND[self.item["kind"]]
+        self.kind = EXPORT_KIND[self.item["kind"]]
         self.original_id: str = self.item["immich_asset_id"]
+        self.versions = (self.server, self.original_id, self.kind, self.layout)  # the _VERSIONS key
 
     # ----------------------------------------------------------------------------- the job
     def run(self) -> dict:
@@ -311,9 +309,7 @@ class Writer:
     # ----------------------------------------------------------------------------- records
     def _current(self) -> dict | None:
         return self.services.db.fetchone(
-            "SELECT * FROM immich_writebacks WHERE server_url = %s AND original_asset_id = %s AND kind = %s"
-            " AND layout = %s AND state <> 'superseded'",
-            (self.server, self.original_id, self.kind, self.layout),
+            f"SELECT * FROM immich_writebacks WHERE {_VERSIONS} AND state <> 'superseded'", self.versions
         )
 
     def _start(self, export: dict, sha256: str, checksum: str) -> dict:
@@ -322,9 +318,9 @@ class Writer:
         filename = (export["metadata"] or {}).get("filename") or export["path"].rsplit("/", 1)[-1]
         with self.services.db.connection() as conn:
             conn.execute(
-                "UPDATE immich_writebacks SET state = 'superseded', updated_at = now() WHERE server_url = %s"
-                " AND original_asset_id = %s AND kind = %s AND layout = %s AND state <> 'superseded'",
-                (self.server, self.original_id, self.kind, self.layout),
+                "UPDATE immich_writebacks SET state = 'superseded', updated_at = now()"
+                f" WHERE {_VERSIONS} AND state <> 'superseded'",
+                self.versions,
             )
             return one(
                 conn.execute(
@@ -430,9 +426,7 @@ class Writer:
     def _remove_superseded(self) -> int:
         """Move the versions this one replaced to Immich's trash and forget them."""
         rows = self.services.db.fetchall(
-            "SELECT * FROM immich_writebacks WHERE server_url = %s AND original_asset_id = %s AND kind = %s"
-            " AND layout = %s AND state = 'superseded'",
-            (self.server, self.original_id, self.kind, self.layout),
+            f"SELECT * FROM immich_writebacks WHERE {_VERSIONS} AND state = 'superseded'", self.versions
         )
         if not rows:
             return 0
@@ -472,7 +466,7 @@ def run_writeback(ctx) -> dict:
     reason = item_reason(item, ctx.settings)
     if reason is not None:
         return {"uploaded": False, "reason": f"not written back: {reason}"}
-    if item["kind"] not in STEREO_KIND:
+    if item["kind"] not in EXPORT_KIND:
         return {"uploaded": False, "reason": f"not written back: no 3D version of a {item['kind']}"}
     try:
         with make_client(ctx.settings) as client:

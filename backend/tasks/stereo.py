@@ -12,6 +12,9 @@ from backend.tasks.context import TaskContext
 from backend.tasks.depth import depth_model
 
 PHOTO_MIME = {".png": "image/png", ".jpg": "image/jpeg"}
+# A stereo export's task and the kind its result is stored as, per media kind.
+EXPORT_TASK = {"photo": "stereo", "video": "video_stereo"}
+EXPORT_KIND = {"photo": "stereo", "video": "stereo_video"}
 
 
 def stereo_parameters(settings, parameters: dict) -> dict:
@@ -53,7 +56,7 @@ def photo_stereo(ctx: TaskContext) -> dict:
     )
     if depth is not None:
         meta["model"] = depth["model"]  # the depth map's
-    return _store(ctx, tmp, "stereo", PHOTO_MIME[extension], params, meta)
+    return _store(ctx, tmp, EXPORT_KIND["photo"], PHOTO_MIME[extension], params, meta)
 
 
 def video_stereo(ctx: TaskContext) -> dict:
@@ -74,7 +77,7 @@ def video_stereo(ctx: TaskContext) -> dict:
         model.load()
         depth = {"model": model, "height": s.depth_video_height, "depth_fps": s.depth_video_fps}
     meta = run(ctx.source_path, tmp, fmt=params["format"], progress=ctx.progress, **depth, **_render(params))
-    return _store(ctx, tmp, "stereo_video", "video/mp4", params, meta)
+    return _store(ctx, tmp, EXPORT_KIND["video"], "video/mp4", params, meta)
 
 
 def _store(ctx: TaskContext, tmp: Path, kind: str, mime_type: str, params: dict, meta: dict) -> dict:
