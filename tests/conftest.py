@@ -208,6 +208,19 @@ def start_worker(services):
         worker.stop()
 
 
+def upload_media(client, path: Path) -> dict:
+    """POST a file to /api/media/upload; the 202 answer's body (the item and its jobs)."""
+    with open(path, "rb") as fh:
+        response = client.post("/api/media/upload", data={"media": (fh, path.name)})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()
+
+
+def job_of(body: dict, task: str) -> dict:
+    """The job of ``task`` in an upload answer."""
+    return next(j for j in body["jobs"] if j["task"] == task)
+
+
 def wait_for_job(
     client,
     job_id: str,

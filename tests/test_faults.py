@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from backend.devstack import DevStack, reachable
-from tests.conftest import ROOT, wait_for_job, worker_env
+from tests.conftest import ROOT, job_of, upload_media, wait_for_job, worker_env
 from tests.media_factory import make_photo, make_video
 
 pytestmark = pytest.mark.slow
@@ -127,17 +127,6 @@ def stack(servers, base_settings, tmp_path):
     services.close()
 
 
-def _upload(client, path: Path) -> dict:
-    with open(path, "rb") as fh:
-        response = client.post("/api/media/upload", data={"media": (fh, path.name)})
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()
-
-
-def _job(body: dict, task: str) -> dict:
-    return next(j for j in body["jobs"] if j["task"] == task)
-
-
 def _db_job(app, job_id: str) -> dict:
     return app.extensions["parallax"].db.fetchone("SELECT * FROM processing_jobs WHERE id = %s", (job_id,))
 
@@ -180,8 +169,8 @@ def _video_job_running(stack, start_worker, tiny_depth_model, folder: Path, seco
     """A video depth job under way on a fresh worker: (app, client, job, worker)."""
     app = _with_settings(stack, _depth_video_settings(stack, tiny_depth_model))
     client = app.test_client()
-    body = _upload(client, make_video(folder / "v.mp4", seconds=seconds, fps=15, width=96, height=64))
-    job = _job(body, "video_depth")
+    body = upload_media(client, make_video(folder / "v.mp4", seconds=seconds, fps=15, width=96, height=64))
+    job = job_of(body, "video_depth")
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
     _wait_processing(app, job["id"])
     return app, client, job, worker
@@ -203,8 +192,8 @@ def test_worker_rides_out_a_redis_outage(stack, servers, start_worker, tiny_dept
     servers.start_redis()
     wait_until(lambda: "Redis answers again" in worker.log(), 60, "the worker to reconnect")
     # The same worker process takes the next job.
-    photo = _upload(client, make_photo(tmp_path / "p.jpg"))
-    assert wait_for_job(client, _job(photo, "depth")["id"], worker=worker)["status"] == "completed"
+    photo = upload_media(client, make_photo(tmp_path / "p.jpg"))
+    assert wait_for_job(client, job_of(photo, "depth")["id"], worker=worker)["status"] == "completed"
     assert worker.proc.poll() is None
     final = _db_job(app, job["id"])
     assert final["status"] == "completed" and final["attempts"] == 1
@@ -242,14 +231,14 @@ def test_nothing_is_lost_or_duplicated_when_redis_loses_its_queue_and_a_worker_i
     app = _with_settings(stack, _depth_video_settings(stack, tiny_depth_model))
     client = app.test_client()
     settings = app.extensions["parallax"].settings
-    photos = [_upload(client, make_photo(tmp_path / f"p{n}.jpg", seed=n)) for n in range(3)]
-    video = _upload(client, make_video(tmp_path / "v.mp4", seconds=8, fps=15, width=96, height=64))
+    photos = [upload_media(client, make_photo(tmp_path / f"p{n}.jpg", seed=n)) for n in range(3)]
+    video = upload_media(client, make_video(tmp_path / "v.mp4", seconds=8, fps=15, width=96, height=64))
     # Redis restarts empty (it keeps nothing on disk): every queued job vanishes from it.
     servers.stop("redis")
     servers.start_redis()
     assert app.extensions["parallax"].redis.dbsize() == 0
     first = start_worker(settings, **worker_env(tiny_depth_model))
-    video_job = _job(video, "video_depth")["id"]
+    video_job = job_of(video, "video_depth")["id"]
     _wait_processing(app, video_job)
     first.kill()  # SIGKILL in the middle of the video
     second = start_worker(settings, **worker_env(tiny_depth_model))
@@ -295,7 +284,7 @@ def test_database_outage_answers_503_fast_and_stores_nothing(stack, servers, tmp
 
     servers.start_postgres()
     wait_until(lambda: client.get("/api/health").status_code == 200, 60, "the database to be seen again")
-    body = _upload(client, photo)
+    body = upload_media(client, photo)
     listed = client.get("/api/media").get_json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == body["item"]["id"]
 
@@ -347,8 +336,8 @@ def test_full_disk_answers_507_and_a_job_that_cannot_write_retries_later(
     assert client.get("/api/health").status_code == 200
 
     # A photo is stored, then the disk fills up before its depth job writes a result.
-    body = _upload(client, make_photo(tmp_path / "p.jpg", 480, 360))
-    job_id = _job(body, "depth")["id"]
+    body = upload_media(client, make_photo(tmp_path / "p.jpg", 480, 360))
+    job_id = job_of(body, "depth")["id"]
     filler = _fill(small_disk)
     worker = start_worker(settings, **worker_env(tiny_depth_model))
 

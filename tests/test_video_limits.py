@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for_job, worker_env
+from tests.conftest import job_of, upload_media, wait_for_job, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +42,7 @@ def cutout_app(make_app, tiny_depth_model, start_worker, tmp_path):
 
 
 def _upload(client, path: Path) -> dict:
-    with open(path, "rb") as fh:
-        response = client.post("/api/media/upload", data={"media": (fh, path.name)})
-    assert response.status_code == 202, response.get_json()
-    body = response.get_json()
-    return next(j for j in body["jobs"] if j["task"] == "video_cutout")
+    return job_of(upload_media(client, path), "video_cutout")
 
 
 def test_duration_bomb_fails_at_job_start_with_a_bounded_time_limit(cutout_app, tmp_path):

@@ -4,26 +4,14 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import wait_for_job, worker_env
+from tests.conftest import job_of, upload_media, wait_for_job, worker_env
 from tests.media_factory import make_photo, make_video, probe_streams
 
 pytestmark = pytest.mark.slow
-
-
-def _upload(client, path: Path) -> dict:
-    with open(path, "rb") as fh:
-        response = client.post("/api/media/upload", data={"media": (fh, path.name)})
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()
-
-
-def _job(body: dict, task: str) -> dict:
-    return next(j for j in body["jobs"] if j["task"] == task)
 
 
 @pytest.fixture
@@ -51,12 +39,12 @@ def test_rgbd_video_served_with_ranges_and_in_the_manifest(vr_app, start_worker,
     app = vr_app(enable_experimental_video=True, enable_background_removal=False)
     client = app.test_client()
     source = make_video(tmp_path / "walk.mp4", seconds=1.5, fps=10, width=128, height=96, audio=True)
-    body = _upload(client, source)
+    body = upload_media(client, source)
     item_id = body["item"]["id"]
-    assert _job(body, "depth_video")["status"] in ("pending", "queued")
+    assert job_of(body, "depth_video")["status"] in ("pending", "queued")
     assert "video_stereo" not in [j["task"] for j in body["jobs"]]  # made on request only
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
-    job = wait_for_job(client, _job(body, "depth_video")["id"], worker=worker)
+    job = wait_for_job(client, job_of(body, "depth_video")["id"], worker=worker)
     assert job["status"] == "completed", job
     assert job["progress"]["done"] == job["progress"]["total"] == 15
 
@@ -94,21 +82,21 @@ def test_rgbd_video_served_with_ranges_and_in_the_manifest(vr_app, start_worker,
 def test_rgbd_video_missing_says_why(vr_app, tmp_path):
     app = vr_app(enable_experimental_video=False)
     client = app.test_client()
-    body = _upload(client, make_video(tmp_path / "v.mp4", seconds=1, fps=10))
+    body = upload_media(client, make_video(tmp_path / "v.mp4", seconds=1, fps=10))
     missing = client.get(f"/api/media/{body['item']['id']}/depth/video")
     assert missing.status_code == 404
     assert "ENABLE_EXPERIMENTAL_VIDEO" in missing.get_json()["error"]["message"]
-    photo = _upload(client, make_photo(tmp_path / "p.jpg"))
+    photo = upload_media(client, make_photo(tmp_path / "p.jpg"))
     assert client.get(f"/api/media/{photo['item']['id']}/depth/video").status_code == 404
 
 
 def test_photo_stereo_formats_queued_on_request(vr_app, start_worker, tiny_depth_model, services, tmp_path):
     app = vr_app(enable_background_removal=False)
     client = app.test_client()
-    body = _upload(client, make_photo(tmp_path / "beach.jpg", 96, 64))
+    body = upload_media(client, make_photo(tmp_path / "beach.jpg", 96, 64))
     item_id = body["item"]["id"]
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
-    assert wait_for_job(client, _job(body, "depth")["id"], worker=worker)["status"] == "completed"
+    assert wait_for_job(client, job_of(body, "depth")["id"], worker=worker)["status"] == "completed"
 
     assert client.get(f"/api/media/{item_id}/stereo?format=sideways").status_code == 400
     half = _stereo_when_ready(client, item_id, "half_sbs", worker)
@@ -130,7 +118,7 @@ def test_photo_stereo_formats_queued_on_request(vr_app, start_worker, tiny_depth
 def test_stereo_switched_off_says_so(vr_app, tmp_path):
     app = vr_app(enable_stereo=False)
     client = app.test_client()
-    body = _upload(client, make_photo(tmp_path / "p.jpg"))
+    body = upload_media(client, make_photo(tmp_path / "p.jpg"))
     response = client.get(f"/api/media/{body['item']['id']}/stereo?format=anaglyph")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "feature_disabled"

@@ -5,26 +5,14 @@ import io
 import json
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.conftest import wait_for_job, worker_env
+from tests.conftest import job_of, upload_media, wait_for_job, worker_env
 from tests.media_factory import make_photo, make_video
 
 pytestmark = pytest.mark.slow
-
-
-def _upload(client, path: Path):
-    with open(path, "rb") as fh:
-        response = client.post("/api/media/upload", data={"media": (fh, path.name)})
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()
-
-
-def _job(body, task):
-    return next(j for j in body["jobs"] if j["task"] == task)
 
 
 @pytest.fixture
@@ -39,9 +27,9 @@ def depth_app(make_app, tiny_depth_model):
 def test_photo_depth_round_trip(depth_app, start_worker, tiny_depth_model, services, tmp_path):
     app = depth_app()
     client = app.test_client()
-    body = _upload(client, make_photo(tmp_path / "p.jpg", 96, 64, orientation=6))
+    body = upload_media(client, make_photo(tmp_path / "p.jpg", 96, 64, orientation=6))
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
-    job = wait_for_job(client, _job(body, "depth")["id"], worker=worker)
+    job = wait_for_job(client, job_of(body, "depth")["id"], worker=worker)
     assert job["status"] == "completed", job
     assert job["attempts"] == 1 and job["progress"]["done"] == job["progress"]["total"]
     assert job["started_at"] and job["finished_at"]
@@ -77,12 +65,12 @@ def test_photo_depth_round_trip(depth_app, start_worker, tiny_depth_model, servi
 def test_video_depth_zip_manifest_and_frames(depth_app, start_worker, tiny_depth_model, tmp_path):
     app = depth_app(enable_experimental_video=True, video_frame_extraction_fps=2.0, video_frame_height=64)
     client = app.test_client()
-    body = _upload(client, make_video(tmp_path / "v.mp4", seconds=3, fps=10, width=128, height=96))
+    body = upload_media(client, make_video(tmp_path / "v.mp4", seconds=3, fps=10, width=128, height=96))
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
-    job = wait_for_job(client, _job(body, "video_depth")["id"], worker=worker)
+    job = wait_for_job(client, job_of(body, "video_depth")["id"], worker=worker)
     assert job["status"] == "completed", job
     assert job["progress"]["total"] == 6 and job["progress"]["done"] == 6
-    assert _job(client.get(f"/api/media/{body['item']['id']}").get_json(), "video_cutout")["status"] == "skipped"
+    assert job_of(client.get(f"/api/media/{body['item']['id']}").get_json(), "video_cutout")["status"] == "skipped"
 
     item_id = body["item"]["id"]
     archive = zipfile.ZipFile(io.BytesIO(client.get(f"/api/media/{item_id}/depth").data))
@@ -104,14 +92,14 @@ def test_undecodable_video_fails_with_its_reason_and_no_retry(depth_app, start_w
     full = make_video(tmp_path / "full.mp4", seconds=4, extra=["-movflags", "+faststart"])
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
-    body = _upload(client, truncated)  # the header is intact, so the upload is accepted
+    body = upload_media(client, truncated)  # the header is intact, so the upload is accepted
     worker = start_worker(app.extensions["parallax"].settings, **worker_env(tiny_depth_model))
-    job = wait_for_job(client, _job(body, "video_depth")["id"], worker=worker)
+    job = wait_for_job(client, job_of(body, "video_depth")["id"], worker=worker)
     assert job["status"] == "failed" and job["attempts"] == 1
     assert job["error_kind"] == "invalid_input" and "truncated" in job["error"]
     # The worker keeps going with other work.
-    good = _upload(client, make_photo(tmp_path / "p.jpg"))
-    assert wait_for_job(client, _job(good, "depth")["id"], worker=worker)["status"] == "completed"
+    good = upload_media(client, make_photo(tmp_path / "p.jpg"))
+    assert wait_for_job(client, job_of(good, "depth")["id"], worker=worker)["status"] == "completed"
 
 
 def test_missing_model_fails_with_instructions(make_app, start_worker, tmp_path):
@@ -119,16 +107,16 @@ def test_missing_model_fails_with_instructions(make_app, start_worker, tmp_path)
     # exist is refused earlier, at start-up: see test_settings.)
     app = make_app(enable_depth=True, depth_model="parallax-tests/no-such-model")
     client = app.test_client()
-    body = _upload(client, make_photo(tmp_path / "p.jpg"))
+    body = upload_media(client, make_photo(tmp_path / "p.jpg"))
     worker = start_worker(app.extensions["parallax"].settings, HF_HUB_OFFLINE="1")
-    job = wait_for_job(client, _job(body, "depth")["id"], worker=worker)
+    job = wait_for_job(client, job_of(body, "depth")["id"], worker=worker)
     assert job["status"] == "failed" and job["error_kind"] == "model_unavailable"
     assert "no-such-model" in job["error"]
 
 
 def _long_video_job(client, tmp_path, seconds=40):
-    body = _upload(client, make_video(tmp_path / "long.mp4", seconds=seconds, fps=15, width=96, height=64))
-    return body, _job(body, "video_depth")
+    body = upload_media(client, make_video(tmp_path / "long.mp4", seconds=seconds, fps=15, width=96, height=64))
+    return body, job_of(body, "video_depth")
 
 
 def _wait_until(condition, what: str, timeout: float = 60, worker=None):
@@ -175,8 +163,8 @@ def test_cancel_a_running_job(depth_app, start_worker, tiny_depth_model, service
     assert final["status"] == "cancelled"
     assert client.get(f"/api/media/{body['item']['id']}").get_json()["assets"] == []
     # The same worker is free for the next job.
-    other = _upload(client, make_photo(tmp_path / "p.jpg"))
-    assert wait_for_job(client, _job(other, "depth")["id"], worker=worker)["status"] == "completed"
+    other = upload_media(client, make_photo(tmp_path / "p.jpg"))
+    assert wait_for_job(client, job_of(other, "depth")["id"], worker=worker)["status"] == "completed"
     assert list(services.storage.tmp.iterdir()) == []
 
 
@@ -235,7 +223,7 @@ def test_photo_cutout_and_background_on_request(live_stack, tmp_path):
     with open(make_photo(tmp_path / "p.jpg", 96, 64), "rb") as fh:
         body = api.post("/api/media/upload", files={"media": ("p.jpg", fh)}).json()
     item_id = body["item"]["id"]
-    cutout_job = _job(body, "cutout")["id"]
+    cutout_job = job_of(body, "cutout")["id"]
     deadline = time.monotonic() + 120
     while api.get(f"/api/jobs/{cutout_job}").json()["status"] not in ("completed", "failed"):
         assert time.monotonic() < deadline, live_stack.worker.log()[-3000:]
@@ -276,7 +264,7 @@ def test_video_cutout_with_sound_through_the_worker(live_stack, tmp_path):
     video = make_video(tmp_path / "v.mp4", seconds=1, fps=5, width=96, height=64, audio=True)
     with open(video, "rb") as fh:
         body = api.post("/api/media/upload", files={"media": ("v.mp4", fh)}).json()
-    job = _wait_done(api, _job(body, "video_cutout")["id"], live_stack.worker)
+    job = _wait_done(api, job_of(body, "video_cutout")["id"], live_stack.worker)
     assert job["status"] == "completed", job
     assert job["progress"]["done"] == job["progress"]["total"] == 5
     webm = api.get(f"/api/media/{body['item']['id']}/cutout")
