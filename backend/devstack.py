@@ -69,6 +69,19 @@ def _as_service_user(cmd: list[str]) -> tuple[list[str], str | None]:
     return ["runuser", "-u", "postgres", "--", *cmd], "postgres"
 
 
+def _check_reachable_by(user: str, folder: Path) -> None:
+    """Stop with the reason when ``user`` cannot enter ``folder`` (a private folder above it, such
+    as /root or a ``mktemp -d``), instead of initdb's bare "permission denied"."""
+    if subprocess.run(["runuser", "-u", user, "--", "test", "-w", str(folder)], check=False).returncode == 0:
+        return
+    blocked = next((p for p in reversed(folder.parents) if not os.stat(p).st_mode & 0o001), folder)
+    raise DevStackError(
+        f"PostgreSQL runs as the '{user}' user, who cannot enter {blocked} to reach its data folder {folder};"
+        " set DATA_DIR to a folder it can reach, or let others enter the folder (chmod o+x), or set DATABASE_URL"
+        " to a running server"
+    )
+
+
 @dataclass
 class DevStack:
     data_dir: Path
@@ -92,6 +105,7 @@ class DevStack:
         if os.geteuid() == 0:
             shutil.chown(pgdata, "postgres", "postgres")
             os.chmod(pgdata, 0o700)
+            _check_reachable_by("postgres", pgdata)
         if not (pgdata / "PG_VERSION").exists():
             cmd, _ = _as_service_user(
                 [

@@ -83,10 +83,9 @@ class PrivateServers:
 def servers():
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
-    # Under the repository's .data (like the shared test servers): PostgreSQL may run as another user,
-    # who cannot enter pytest's private temp folders.
-    (ROOT / ".data").mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="fault-servers-", dir=ROOT / ".data"))
+    # Straight under the system's temp folder, opened to others: PostgreSQL may run as another user,
+    # who cannot enter pytest's private temp folders, nor a checkout inside a private folder.
+    folder = Path(tempfile.mkdtemp(prefix="parallax-fault-servers-"))
     folder.chmod(0o755)
     private = PrivateServers(folder)
     try:
@@ -566,3 +565,28 @@ def test_slow_uploads_do_not_starve_the_api(services, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_postgres_data_folder_the_service_user_cannot_enter_is_named(tmp_path):
+    """As root, PostgreSQL runs as 'postgres'; a data folder under a private folder (here pytest's,
+    like /root or a `mktemp -d` checkout) stops start-up with the folder to fix, not initdb's error."""
+    import pwd
+
+    from backend.devstack import DevStackError
+
+    if os.geteuid() != 0:
+        pytest.skip("only root starts PostgreSQL as another user")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("no 'postgres' user")
+    private = tmp_path / "private"
+    (private / "data").mkdir(parents=True)
+    private.chmod(0o700)
+    port = _free_port()
+    with pytest.raises(DevStackError) as stopped:
+        DevStack(private / "data").ensure_postgres(f"postgresql://postgres@127.0.0.1:{port}/x")
+    message = str(stopped.value)
+    assert "'postgres' user, who cannot enter" in message and "DATA_DIR" in message
+    assert str(private) in message or str(tmp_path) in message
+    assert not reachable("127.0.0.1", port)
