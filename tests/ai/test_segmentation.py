@@ -182,6 +182,22 @@ def test_exif_orientation_6_is_applied_before_segmentation(stand_in_home, tmp_pa
     assert np.abs(rgba[46:114, 36:84, :3].astype(int) - upright[46:114, 36:84]).max() <= 1
 
 
+@pytest.mark.parametrize("size", [(640, 360), (360, 640), (1500, 300), (37, 23)])
+def test_mattes_at_another_size_are_pillows_bilinear_resize_of_the_model_matte(stand_in_home, size):
+    # A video cut-out asks for mattes at its output size; the result must be the model-size matte
+    # resized as Pillow's bilinear filter does it (shrinking, enlarging, or both at once).
+    model = get_segmentation_model("isnet-general-use")
+    model.load()
+    rng = np.random.default_rng(7)
+    raw = rng.normal(0.0, 1.0, (2, model.input_size, model.input_size)).astype(np.float32)
+    full = model.postprocess(raw).alpha
+    resized = model.postprocess(raw, size=size).alpha
+    assert resized.shape == (2, size[1], size[0]) and resized.dtype == np.float32
+    for frame in range(2):
+        expected = np.asarray(Image.fromarray(full[frame], "F").resize(size, Image.Resampling.BILINEAR))
+        assert np.abs(resized[frame] - expected).max() < 1e-5
+
+
 def test_mask_output_is_grayscale_matte(stand_in_home, tmp_path):
     src = subject_photo(tmp_path / "photo.png")
     dst = tmp_path / "mask.png"
