@@ -449,23 +449,21 @@ class SegmentationModel(InferenceModel):
         np.clip(alpha, 0.0, 1.0, out=alpha)
         return Mattes(alpha=alpha, flat=flat)
 
-    def predict_batch(self, pixels: np.ndarray) -> Mattes:
-        """Mattes for N x 3 x S x S uint8 planar RGB frames at the model's input size."""
+    def predict_batch(self, pixels: np.ndarray, size: tuple[int, int] | None = None) -> Mattes:
+        """Mattes for N x 3 x S x S uint8 planar RGB frames, at the model's input size or at
+        ``size`` (width, height; see ``postprocess``)."""
         pixels = np.asarray(pixels)
-        size = self.input_size
-        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (3, size, size):
-            raise ValueError(f"expected N x 3 x {size} x {size} uint8 frames, got {pixels.dtype} {pixels.shape}")
-        return self.postprocess(self.run(self.preprocess(pixels)), pixels)
+        side = self.input_size
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (3, side, side):
+            raise ValueError(f"expected N x 3 x {side} x {side} uint8 frames, got {pixels.dtype} {pixels.shape}")
+        return self.postprocess(self.run(self.preprocess(pixels)), pixels, size=size)
 
     def _predict(self, image: ImageInput, /, **kwargs: Any) -> np.ndarray:
         pil = _as_pil_rgb(image)
         size = self.input_size
         square = np.asarray(pil.resize((size, size), Image.Resampling.LANCZOS))  # rembg's resize
-        alpha = self.predict_batch(np.ascontiguousarray(square.transpose(2, 0, 1))[None]).alpha[0]
-        if pil.size == (size, size):
-            return alpha
-        matte = Image.fromarray(alpha, "F").resize(pil.size, Image.Resampling.BILINEAR)
-        return np.clip(np.asarray(matte, dtype=np.float32), 0.0, 1.0)
+        # The matte comes back at the photo's size, resized as a video's is.
+        return self.predict_batch(np.ascontiguousarray(square.transpose(2, 0, 1))[None], size=pil.size).alpha[0]
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "providers": self.providers}
